@@ -1,0 +1,145 @@
+#pragma once
+// Turns named tensors of a checkpoint into the model's weights: checks each expected tensor exists with the
+// expected shape and a floating-point dtype, converts to the storage type (or views the file when it already
+// is), rejects NaN/Inf, and at the end lists every tensor the model did not use.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "rwkv/core/error.hpp"
+#include "rwkv/core/tensor.hpp"
+
+namespace rwkv::io {
+
+struct load_options {
+  // Reject weights containing NaN or Inf (a corrupt download gives garbage logits otherwise).
+  bool check_finite = true;
+};
+
+class weight_reader {
+ public:
+  weight_reader(std::string path, std::vector<tensor_view> tensors, std::shared_ptr<const void> owner,
+                load_options options = {})
+      : path_(std::move(path)), owner_(std::move(owner)), options_(options) {
+    for (auto& t : tensors) {
+      auto name = t.name;
+      tensors_.emplace(std::move(name), std::move(t));
+    }
+  }
+
+  const std::string& path() const noexcept { return path_; }
+  bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+
+  const tensor_view& peek(const std::string& name) const {
+    auto it = tensors_.find(name);
+    if (it == tensors_.end()) fail("missing tensor (the checkpoint does not match this model)", name);
+    return it->second;
+  }
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (auto& [k, v] : tensors_) out.push_back(k);
+    return out;
+  }
+
+  // Marks a tensor as known but unused (e.g. RWKV-7 layer-0 v0/v1/v2).
+  void ignore(const std::string& name) { used_.insert(name); }
+
+  // A vector of n floats. Any shape whose dimensions multiply to n and which has at most one dimension
+  // different from 1 is accepted ((1,1,C), (C), (1,C)): the official files store vectors with leading 1s.
+  std::vector<float> vector(const std::string& name, std::int64_t n) {
+    const auto& t = take(name);
+    int non_unit = 0;
+    for (auto d : t.shape) non_unit += d != 1;
+    if (t.numel() != n || non_unit > 1)
+      fail("shape " + shape_string(t.shape) + " does not match the expected vector of " + std::to_string(n), name);
+    return to_floats(t);
+  }
+
+  // A (rows x cols) tensor as floats, row-major. Also accepts (1, rows, cols) etc. when `flexible`.
+  std::vector<float> dense(const std::string& name, std::int64_t rows, std::int64_t cols) {
+    const auto& t = take(name);
+    check_2d(t, rows, cols);
+    return to_floats(t);
+  }
+
+  // A (rows x cols) weight matrix in storage type T, zero-copy when the file already holds T aligned.
+  template <class T>
+  matrix<T> weight(const std::string& name, std::int64_t rows, std::int64_t cols) {
+    const auto& t = take(name);
+    check_2d(t, rows, cols);
+    if (t.type == dtype_of<T>() && reinterpret_cast<std::uintptr_t>(t.data) % alignof(T) == 0) {
+      const T* p = reinterpret_cast<const T*>(t.data);
+      if (options_.check_finite) check_finite_values(t);
+      return matrix<T>::view(p, rows, cols, owner_);
+    }
+    auto floats = to_floats(t);
+    std::vector<T> out(floats.size());
+    std::transform(floats.begin(), floats.end(), out.begin(), [](float f) { return from_float<T>(f); });
+    return matrix<T>::owned(std::move(out), rows, cols);
+  }
+
+  // Throws listing every tensor that no part of the model consumed.
+  void finish() const {
+    std::vector<std::string> extra;
+    for (auto& [k, v] : tensors_)
+      if (!used_.count(k)) extra.push_back(k);
+    if (extra.empty()) return;
+    std::string list;
+    for (std::size_t i = 0; i < extra.size() && i < 8; ++i) list += (i ? ", " : "") + extra[i];
+    if (extra.size() > 8) list += ", ... (" + std::to_string(extra.size()) + " in all)";
+    throw error("unexpected tensors for this model: " + list, path_, extra.front());
+  }
+
+  [[noreturn]] void fail(const std::string& problem, const std::string& tensor = {}) const {
+    throw error(problem, path_, tensor);
+  }
+
+ private:
+  const tensor_view& take(const std::string& name) {
+    const auto& t = peek(name);
+    if (t.type != dtype::f32 && t.type != dtype::f16 && t.type != dtype::bf16)
+      fail(std::string("unsupported dtype ") + dtype_name(t.type) + " for a weight (expected F32, F16 or BF16)", name);
+    used_.insert(name);
+    return t;
+  }
+
+  void check_2d(const tensor_view& t, std::int64_t rows, std::int64_t cols) const {
+    std::vector<std::int64_t> s;
+    for (auto d : t.shape)
+      if (!(d == 1 && s.empty() && t.shape.size() > 2)) s.push_back(d);  // drop leading unit dims
+    if (s.size() != 2 || s[0] != rows || s[1] != cols)
+      fail("shape " + shape_string(t.shape) + " does not match the expected [" + std::to_string(rows) + ", " +
+               std::to_string(cols) + "]",
+           t.name);
+  }
+
+  std::vector<float> to_floats(const tensor_view& t) const {
+    std::vector<float> out(static_cast<std::size_t>(t.numel()));
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_as_float(t, i);
+    if (options_.check_finite)
+      for (std::size_t i = 0; i < out.size(); ++i)
+        if (!std::isfinite(out[i])) fail("non-finite value (NaN or Inf) at element " + std::to_string(i), t.name);
+    return out;
+  }
+
+  void check_finite_values(const tensor_view& t) const {
+    const std::size_t n = static_cast<std::size_t>(t.numel());
+    for (std::size_t i = 0; i < n; ++i)
+      if (!std::isfinite(load_as_float(t, i))) fail("non-finite value (NaN or Inf) at element " + std::to_string(i), t.name);
+  }
+
+  std::string path_;
+  std::map<std::string, tensor_view> tensors_;
+  std::set<std::string> used_;
+  std::shared_ptr<const void> owner_;
+  load_options options_;
+};
+
+}  // namespace rwkv::io

@@ -1,0 +1,64 @@
+#pragma once
+// RWKV-7 channel mixing: out = W_v · relu(W_k · lerp(x, prev, μ_k))², no receptance (spec/v7.md (b)).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rwkv/core/backend.hpp"
+#include "rwkv/core/precision.hpp"
+#include "rwkv/io/weight_reader.hpp"
+#include "rwkv/v7/config.hpp"
+#include "rwkv/v7/context.hpp"
+#include "rwkv/v7/time_mix.hpp"
+
+namespace rwkv::v7 {
+
+struct ChannelMixState {
+  std::vector<float> shift;  // previous token's ln2 output (C)
+  friend bool operator==(const ChannelMixState&, const ChannelMixState&) = default;
+};
+
+template <Precision P = f32, Backend B = cpu<>>
+class ChannelMix {
+ public:
+  using precision_type = P;
+  using backend_type = B;
+  using weight_type = typename P::weight_type;
+  using state_type = ChannelMixState;
+
+  ChannelMix() = default;
+
+  ChannelMix(io::weight_reader& r, const Config& c, std::int64_t layer) : n_embd_(c.n_embd) {
+    const std::string p = "blocks." + std::to_string(layer) + ".ffn.";
+    x_k_ = r.vector(p + "x_k", c.n_embd);
+    key_ = r.weight<weight_type>(p + "key.weight", c.dim_ffn, c.n_embd);
+    value_ = r.weight<weight_type>(p + "value.weight", c.n_embd, c.dim_ffn);
+  }
+
+  state_type make_state() const { return {std::vector<float>(static_cast<std::size_t>(n_embd_), 0.f)}; }
+
+  void forward(const row_matrix& x, state_type& s, context&, row_matrix& out) const {
+    using arch = typename B::arch;
+    const auto T = x.rows();
+    row_matrix xk(T, n_embd_);
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const float* cur = x.row(t).data();
+      const float* prev = t == 0 ? s.shift.data() : x.row(t - 1).data();
+      for (Eigen::Index c = 0; c < n_embd_; ++c) xk(t, c) = cur[c] + (prev[c] - cur[c]) * x_k_[c];
+    }
+    row_matrix hidden;
+    detail::linear<arch>(key_, xk, hidden);
+    hidden = hidden.unaryExpr([](float q) { return q > 0.f ? q * q : 0.f; });
+    detail::linear<arch>(value_, hidden, out);
+    const float* last = x.row(T - 1).data();
+    s.shift.assign(last, last + n_embd_);
+  }
+
+ private:
+  std::int64_t n_embd_ = 0;
+  std::vector<float> x_k_;
+  matrix<weight_type> key_, value_;
+};
+
+}  // namespace rwkv::v7

@@ -1,0 +1,210 @@
+#pragma once
+// RWKV-7 time mixing (spec/v7.md (b), (d)). Stateless: weights only; the recurrent state is passed in.
+// One code path serves both forms: T = 1 rows is the RNN step (matrix-vector products), T > 1 the sequence
+// form (every projection one matrix product over the T rows, the WKV serial in time).
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "rwkv/core/backend.hpp"
+#include "rwkv/core/error.hpp"
+#include "rwkv/core/precision.hpp"
+#include "rwkv/io/weight_reader.hpp"
+#include "rwkv/kernel/cpu/activation.hpp"
+#include "rwkv/kernel/cpu/linear.hpp"
+#include "rwkv/kernel/cpu/norm.hpp"
+#include "rwkv/kernel/cpu/wkv7.hpp"
+#include "rwkv/v7/config.hpp"
+#include "rwkv/v7/context.hpp"
+
+namespace rwkv::v7 {
+
+using kernel::cpu::row_matrix;
+
+// e^{-1/2}: the decay is w = exp(-e^{-1/2}·σ(z)) ∈ (0.545, 1)
+inline constexpr float decay_scale = 0.6065306597126334f;
+inline constexpr float group_norm_eps = 64e-5f;
+
+struct TimeMixState {
+  std::vector<float> shift;  // previous token's ln1 output (C)
+  std::vector<float> wkv;    // H x N x N, [h][value][key]
+  friend bool operator==(const TimeMixState&, const TimeMixState&) = default;
+};
+
+namespace detail {
+
+// Y (T x C) applied to the x_* positions of a LoRA factor stored (in, out): Y = X · M.
+inline Eigen::Map<const row_matrix> as_matrix(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
+  return {v.data(), rows, cols};
+}
+
+inline Eigen::Map<const Eigen::RowVectorXf> as_row(const std::vector<float>& v) {
+  return {v.data(), static_cast<Eigen::Index>(v.size())};
+}
+
+template <class Arch, class T>
+void linear(const matrix<T>& w, const row_matrix& x, row_matrix& y) {
+  if (x.rows() == 1) {
+    y.resize(1, w.rows());
+    kernel::cpu::matvec<Arch>(w, x.data(), y.data());
+  } else {
+    kernel::cpu::matmul(w, x, y);
+  }
+}
+
+}  // namespace detail
+
+template <Precision P = f32, Backend B = cpu<>, int HeadSize = 64>
+class TimeMix {
+ public:
+  using precision_type = P;
+  using backend_type = B;
+  using weight_type = typename P::weight_type;
+  using state_type = TimeMixState;
+  static constexpr int head_size = HeadSize;
+
+  TimeMix() = default;
+
+  TimeMix(io::weight_reader& r, const Config& c, std::int64_t layer) : cfg_(c), layer_(layer) {
+    const std::string p = "blocks." + std::to_string(layer) + ".att.";
+    const auto C = c.n_embd;
+    for (auto [dst, name] : {std::pair{&x_r_, "x_r"}, {&x_w_, "x_w"}, {&x_k_, "x_k"}, {&x_v_, "x_v"}, {&x_a_, "x_a"},
+                             {&x_g_, "x_g"}, {&w0_, "w0"}, {&a0_, "a0"}, {&k_k_, "k_k"}, {&k_a_, "k_a"},
+                             {&ln_x_w_, "ln_x.weight"}, {&ln_x_b_, "ln_x.bias"}})
+      *dst = r.vector(p + name, C);
+    r_k_ = r.dense(p + "r_k", c.n_head, c.head_size);
+    w1_ = r.dense(p + "w1", C, c.d_decay);
+    w2_ = r.dense(p + "w2", c.d_decay, C);
+    a1_ = r.dense(p + "a1", C, c.d_iclr);
+    a2_ = r.dense(p + "a2", c.d_iclr, C);
+    g1_ = r.dense(p + "g1", C, c.d_gate);
+    g2_ = r.dense(p + "g2", c.d_gate, C);
+    if (layer > 0) {
+      v0_ = r.vector(p + "v0", C);
+      v1_ = r.dense(p + "v1", C, c.d_value);
+      v2_ = r.dense(p + "v2", c.d_value, C);
+    } else {
+      for (auto n : {"v0", "v1", "v2"})  // present in official files, never used by layer 0
+        if (r.has(p + n)) r.ignore(p + n);
+    }
+    receptance_ = r.weight<weight_type>(p + "receptance.weight", C, C);
+    key_ = r.weight<weight_type>(p + "key.weight", C, C);
+    value_ = r.weight<weight_type>(p + "value.weight", C, C);
+    output_ = r.weight<weight_type>(p + "output.weight", C, C);
+  }
+
+  state_type make_state() const {
+    return {std::vector<float>(static_cast<std::size_t>(cfg_.n_embd), 0.f),
+            std::vector<float>(static_cast<std::size_t>(cfg_.n_head * HeadSize * HeadSize), 0.f)};
+  }
+
+  // x: T x C rows of ln1 output; out: T x C. Reads/writes ctx.v_first (layer 0 writes it).
+  void forward(const row_matrix& x, state_type& s, context& ctx, row_matrix& out) const {
+    using arch = typename B::arch;
+    using namespace kernel::cpu;
+    const auto T = x.rows();
+    const auto C = cfg_.n_embd;
+    const auto H = cfg_.n_head;
+    constexpr int N = HeadSize;
+
+    row_matrix xr(T, C), xw(T, C), xk(T, C), xv(T, C), xa(T, C), xg(T, C);
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const float* cur = x.row(t).data();
+      const float* prev = t == 0 ? s.shift.data() : x.row(t - 1).data();
+      for (Eigen::Index c = 0; c < C; ++c) {
+        const float d = prev[c] - cur[c];
+        xr(t, c) = cur[c] + d * x_r_[c];
+        xw(t, c) = cur[c] + d * x_w_[c];
+        xk(t, c) = cur[c] + d * x_k_[c];
+        xv(t, c) = cur[c] + d * x_v_[c];
+        xa(t, c) = cur[c] + d * x_a_[c];
+        xg(t, c) = cur[c] + d * x_g_[c];
+      }
+    }
+
+    row_matrix r, k, v;
+    detail::linear<arch>(receptance_, xr, r);
+    detail::linear<arch>(key_, xk, k);
+    detail::linear<arch>(value_, xv, v);
+
+    using detail::as_matrix;
+    using detail::as_row;
+    row_matrix z = (xw * as_matrix(w1_, C, cfg_.d_decay)).array().tanh().matrix() * as_matrix(w2_, cfg_.d_decay, C);
+    z.rowwise() += as_row(w0_);
+    row_matrix alpha = (xa * as_matrix(a1_, C, cfg_.d_iclr)) * as_matrix(a2_, cfg_.d_iclr, C);
+    alpha.rowwise() += as_row(a0_);
+    alpha = alpha.unaryExpr([](float q) { return sigmoid(q); });
+    row_matrix g = (xg * as_matrix(g1_, C, cfg_.d_gate)).unaryExpr([](float q) { return sigmoid(q); }) *
+                   as_matrix(g2_, cfg_.d_gate, C);
+
+    if (layer_ == 0) {
+      ctx.v_first = v;
+    } else {
+      if (ctx.v_first.rows() != T || ctx.v_first.cols() != C)
+        throw error("RWKV-7 layer " + std::to_string(layer_) + " needs v_first from layer 0 (run layer 0 first)");
+      row_matrix nu = (xv * as_matrix(v1_, C, cfg_.d_value)) * as_matrix(v2_, cfg_.d_value, C);
+      nu.rowwise() += as_row(v0_);
+      nu = nu.unaryExpr([](float q) { return sigmoid(q); });
+      v.array() += (ctx.v_first - v).array() * nu.array();
+    }
+
+    row_matrix y(T, C);
+    float kk[N], kt[N], w[N], a[N], b[N];
+    for (Eigen::Index t = 0; t < T; ++t) {
+      for (Eigen::Index h = 0; h < H; ++h) {
+        const Eigen::Index o = h * N;
+        const float* kh = k.row(t).data() + o;
+        const float* al = alpha.row(t).data() + o;
+        float norm2 = 0.f;
+        for (int j = 0; j < N; ++j) {
+          kk[j] = kh[j] * k_k_[o + j];
+          norm2 += kk[j] * kk[j];
+        }
+        const float inv = 1.f / std::max(std::sqrt(norm2), 1e-12f);
+        for (int j = 0; j < N; ++j) {
+          kk[j] *= inv;
+          kt[j] = kh[j] * (1.f + (al[j] - 1.f) * k_a_[o + j]);
+          w[j] = std::exp(-decay_scale * sigmoid(z(t, o + j)));
+          a[j] = -kk[j];
+          b[j] = kk[j] * al[j];
+        }
+        wkv7_step<arch, N>(s.wkv.data() + h * N * N, r.row(t).data() + o, w, kt, v.row(t).data() + o, a, b,
+                           y.row(t).data() + o);
+        // bonus term (added after GroupNorm) needs k̃; keep it in k's storage for this head
+        for (int j = 0; j < N; ++j) k(t, o + j) = kt[j];
+      }
+    }
+
+    row_matrix yg(T, C);
+    for (Eigen::Index t = 0; t < T; ++t) {
+      float* yt = y.row(t).data();
+      group_norm(yt, ln_x_w_.data(), ln_x_b_.data(), yg.row(t).data(), static_cast<std::size_t>(H), N, group_norm_eps);
+      for (Eigen::Index h = 0; h < H; ++h) {
+        const Eigen::Index o = h * N;
+        float bonus = 0.f;
+        for (int j = 0; j < N; ++j) bonus += r(t, o + j) * k(t, o + j) * r_k_[o + j];
+        for (int j = 0; j < N; ++j) yg(t, o + j) = (yg(t, o + j) + bonus * v(t, o + j)) * g(t, o + j);
+      }
+    }
+    detail::linear<arch>(output_, yg, out);
+
+    const float* last = x.row(T - 1).data();
+    s.shift.assign(last, last + C);
+  }
+
+  const Config& cfg() const noexcept { return cfg_; }
+  std::int64_t layer() const noexcept { return layer_; }
+
+ private:
+  Config cfg_;
+  std::int64_t layer_ = 0;
+  std::vector<float> x_r_, x_w_, x_k_, x_v_, x_a_, x_g_, w0_, a0_, v0_, k_k_, k_a_, r_k_, ln_x_w_, ln_x_b_;
+  std::vector<float> w1_, w2_, a1_, a2_, v1_, v2_, g1_, g2_;
+  matrix<weight_type> receptance_, key_, value_, output_;
+};
+
+}  // namespace rwkv::v7
