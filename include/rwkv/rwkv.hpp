@@ -7,6 +7,7 @@
 #include "rwkv/core/half.hpp"
 #include "rwkv/core/precision.hpp"
 #include "rwkv/core/tensor.hpp"
+#include "rwkv/detect.hpp"
 #include "rwkv/io/safetensors.hpp"
 #include "rwkv/load.hpp"
 #include "rwkv/sample/sampler.hpp"

@@ -1,10 +1,8 @@
 #pragma once
 // RWKV-7 ("Goose"): TimeMix, ChannelMix, Block, State, Model.
 
-#include "rwkv/v7/block.hpp"
+#include "rwkv/core/context.hpp"
 #include "rwkv/v7/channel_mix.hpp"
 #include "rwkv/v7/config.hpp"
-#include "rwkv/v7/context.hpp"
 #include "rwkv/v7/model.hpp"
-#include "rwkv/v7/state.hpp"
 #include "rwkv/v7/time_mix.hpp"

@@ -49,8 +49,7 @@ void check_all(const std::string& name) {
 
   auto s = model.make_state();
   const auto seq = model.forward(g.tokens, s, logits_for::all);
-  check_close(rwkv::test::flat(seq), floats(g.golden.at("logits_seq")), rwkv::test::logits_tol,
-              name + " logits_seq");
+  check_close(rwkv::test::flat(seq), floats(g.golden.at("logits_seq")), rwkv::test::logits_tol, name + " logits_seq");
   auto s2 = model.make_state();
   check_close(model.prefill(g.tokens, s2), floats(g.golden.at("logits_seq_last")), rwkv::test::logits_tol,
               name + " logits_seq_last");
@@ -60,9 +59,12 @@ void check_all(const std::string& name) {
   for (auto t : g.tokens) model.step(t, st);
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const auto& l = st.layers[i];
-    check_close(l.att.shift, floats(g.golden.at("state." + std::to_string(3 * i))), rwkv::test::state_tol, name + " state att shift");
-    check_close(l.att.wkv, floats(g.golden.at("state." + std::to_string(3 * i + 1))), rwkv::test::state_tol, name + " state wkv");
-    check_close(l.ffn.shift, floats(g.golden.at("state." + std::to_string(3 * i + 2))), rwkv::test::state_tol, name + " state ffn shift");
+    check_close(l.att.shift, floats(g.golden.at("state." + std::to_string(3 * i))), rwkv::test::state_tol,
+                name + " state att shift");
+    check_close(l.att.wkv, floats(g.golden.at("state." + std::to_string(3 * i + 1))), rwkv::test::state_tol,
+                name + " state wkv");
+    check_close(l.ffn.shift, floats(g.golden.at("state." + std::to_string(3 * i + 2))), rwkv::test::state_tol,
+                name + " state ffn shift");
   }
   // The sequence form leaves the same state.
   for (std::size_t i = 0; i < st.layers.size(); ++i)

@@ -34,7 +34,8 @@ inline constexpr bool dependent_false = false;
 
 template <class B>
 struct backend_traits {
-  static_assert(dependent_false<B>, "rwkv: unknown backend tag; use rwkv::cpu<> (or rwkv::cuda<> with <rwkv/cuda.hpp>)");
+  static_assert(dependent_false<B>,
+                "rwkv: unknown backend tag; use rwkv::cpu<> (or rwkv::cuda<> with <rwkv/cuda.hpp>)");
 };
 
 template <class Arch>

@@ -52,9 +52,9 @@ inline f16 to_f16(float f) noexcept {
   const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
   const std::uint32_t sign = (u >> 16) & 0x8000u;
   const std::uint32_t abs = u & 0x7FFFFFFFu;
-  if (abs > 0x7F800000u) return f16{static_cast<std::uint16_t>(sign | 0x7E00u)};  // NaN
+  if (abs > 0x7F800000u) return f16{static_cast<std::uint16_t>(sign | 0x7E00u)};   // NaN
   if (abs >= 0x477FF000u) return f16{static_cast<std::uint16_t>(sign | 0x7C00u)};  // rounds to inf
-  if (abs < 0x38800000u) {  // subnormal or zero in f16
+  if (abs < 0x38800000u) {                                                         // subnormal or zero in f16
     if (abs < 0x33000000u) return f16{static_cast<std::uint16_t>(sign)};
     const std::uint32_t exp = abs >> 23;
     const std::uint32_t mant = (abs & 0x7FFFFFu) | 0x800000u;

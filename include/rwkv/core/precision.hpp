@@ -32,7 +32,8 @@ concept Precision = requires {
   typename P::activation_type;
   typename P::state_type;
   typename P::accumulator_type;
-} && WeightStorage<typename P::weight_type>;
+}
+&&WeightStorage<typename P::weight_type>;
 
 using f32 = precision<float>;
 using bf16_weights = precision<bf16>;

@@ -11,10 +11,15 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
+
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/half.hpp"
 
 namespace rwkv {
+
+// Activations of T tokens: T rows of C floats, row-major so a token is contiguous.
+using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 enum class dtype { f32, f16, bf16, f64, i8, u8, i16, u16, i32, u32, i64, u64, boolean };
 
@@ -43,19 +48,32 @@ inline std::size_t dtype_size(dtype d) {
 
 inline const char* dtype_name(dtype d) {
   switch (d) {
-    case dtype::f32: return "F32";
-    case dtype::f16: return "F16";
-    case dtype::bf16: return "BF16";
-    case dtype::f64: return "F64";
-    case dtype::i8: return "I8";
-    case dtype::u8: return "U8";
-    case dtype::i16: return "I16";
-    case dtype::u16: return "U16";
-    case dtype::i32: return "I32";
-    case dtype::u32: return "U32";
-    case dtype::i64: return "I64";
-    case dtype::u64: return "U64";
-    case dtype::boolean: return "BOOL";
+    case dtype::f32:
+      return "F32";
+    case dtype::f16:
+      return "F16";
+    case dtype::bf16:
+      return "BF16";
+    case dtype::f64:
+      return "F64";
+    case dtype::i8:
+      return "I8";
+    case dtype::u8:
+      return "U8";
+    case dtype::i16:
+      return "I16";
+    case dtype::u16:
+      return "U16";
+    case dtype::i32:
+      return "I32";
+    case dtype::u32:
+      return "U32";
+    case dtype::i64:
+      return "I64";
+    case dtype::u64:
+      return "U64";
+    case dtype::boolean:
+      return "BOOL";
   }
   return "?";
 }

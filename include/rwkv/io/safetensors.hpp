@@ -27,10 +27,9 @@ namespace detail {
 
 inline std::optional<dtype> parse_safetensors_dtype(std::string_view s) {
   static const std::pair<std::string_view, dtype> table[] = {
-      {"F32", dtype::f32}, {"F16", dtype::f16}, {"BF16", dtype::bf16}, {"F64", dtype::f64},
-      {"I8", dtype::i8},   {"U8", dtype::u8},   {"I16", dtype::i16},   {"U16", dtype::u16},
-      {"I32", dtype::i32}, {"U32", dtype::u32}, {"I64", dtype::i64},   {"U64", dtype::u64},
-      {"BOOL", dtype::boolean}};
+      {"F32", dtype::f32}, {"F16", dtype::f16}, {"BF16", dtype::bf16},   {"F64", dtype::f64}, {"I8", dtype::i8},
+      {"U8", dtype::u8},   {"I16", dtype::i16}, {"U16", dtype::u16},     {"I32", dtype::i32}, {"U32", dtype::u32},
+      {"I64", dtype::i64}, {"U64", dtype::u64}, {"BOOL", dtype::boolean}};
   for (auto& [name, d] : table)
     if (name == s) return d;
   return std::nullopt;
@@ -46,7 +45,7 @@ inline std::uint64_t read_u64_le(const std::byte* p) {
 
 class safetensors_file {
  public:
-  static constexpr std::uint64_t max_header_bytes = 100u << 20;  // the reference reader's bound
+  static constexpr std::uint64_t max_header_bytes = 100'000'000;  // the reference reader's bound
 
   static safetensors_file open(const std::filesystem::path& path) { return safetensors_file(mapped_file::open(path)); }
 
@@ -80,7 +79,8 @@ class safetensors_file {
   void parse() {
     const auto bytes = file_->bytes();
     if (bytes.size() < 8)
-      fail("truncated safetensors file: " + std::to_string(bytes.size()) + " bytes, need at least 8 for the header length");
+      fail("truncated safetensors file: " + std::to_string(bytes.size()) +
+           " bytes, need at least 8 for the header length");
     const std::uint64_t n = detail::read_u64_le(bytes.data());
     if (n > max_header_bytes) fail("safetensors header length " + std::to_string(n) + " exceeds the 100 MB limit");
     if (n > bytes.size() - 8)
@@ -89,6 +89,10 @@ class safetensors_file {
     if (n < 2) fail("safetensors header too short to be a JSON object");
     const auto* hdr = reinterpret_cast<const char*>(bytes.data() + 8);
     if (hdr[0] != '{') fail("safetensors header does not start with '{' (not a safetensors file?)");
+    // JSON never contains a raw NUL, and nlohmann's lexer would end the input there, ignoring what follows.
+    if (const void* nul = std::memchr(hdr, 0, static_cast<std::size_t>(n)))
+      fail("safetensors header is not valid JSON: NUL byte at offset " +
+           std::to_string(static_cast<const char*>(nul) - hdr));
 
     // Duplicate tensor names would silently shadow each other: detect them while parsing.
     std::set<std::string> seen;
@@ -168,11 +172,13 @@ class safetensors_file {
       tensors_.push_back(std::move(t));
     }
 
-    std::sort(spans.begin(), spans.end(), [](auto& a, auto& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+    std::sort(spans.begin(), spans.end(),
+              [](auto& a, auto& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
     std::uint64_t cursor = 0;
     for (auto& s : spans) {
       if (s.begin < cursor) fail("tensor data overlaps the previous tensor", tensors_[s.index].name);
-      if (s.begin > cursor) fail("gap of " + std::to_string(s.begin - cursor) + " bytes before this tensor's data", tensors_[s.index].name);
+      if (s.begin > cursor)
+        fail("gap of " + std::to_string(s.begin - cursor) + " bytes before this tensor's data", tensors_[s.index].name);
       cursor = s.end;
     }
     if (cursor != buffer_size)
@@ -202,7 +208,7 @@ struct tensor_to_write {
   static tensor_to_write from(std::string name, std::vector<std::int64_t> shape, std::span<const T> values) {
     tensor_to_write t{std::move(name), dtype_of<T>(), std::move(shape), {}};
     t.bytes.resize(values.size_bytes());
-    std::memcpy(t.bytes.data(), values.data(), values.size_bytes());
+    if (!values.empty()) std::memcpy(t.bytes.data(), values.data(), values.size_bytes());  // memcpy(null, ..) is UB
     return t;
   }
 };
@@ -218,7 +224,8 @@ inline std::vector<std::byte> to_safetensors_bytes(const std::vector<tensor_to_w
     for (auto d : t.shape) numel *= d;
     if (static_cast<std::size_t>(numel) * dtype_size(t.type) != t.bytes.size())
       throw error("byte count does not match shape " + shape_string(t.shape), {}, t.name);
-    header[t.name] = {{"dtype", dtype_name(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
+    header[t.name] = {
+        {"dtype", dtype_name(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
   std::string json = header.dump();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "rwkv/core/error.hpp"
+#include "rwkv/core/precision.hpp"
 #include "rwkv/core/tensor.hpp"
 
 namespace rwkv::io {
@@ -82,7 +83,20 @@ class weight_reader {
     auto floats = to_floats(t);
     std::vector<T> out(floats.size());
     std::transform(floats.begin(), floats.end(), out.begin(), [](float f) { return from_float<T>(f); });
+    if (options_.check_finite)
+      for (std::size_t i = 0; i < out.size(); ++i)
+        if (!std::isfinite(to_float(out[i])))
+          fail("value " + std::to_string(floats[i]) + " at element " + std::to_string(i) + " overflows " +
+                   std::string(storage_name<T>()),
+               name);
     return matrix<T>::owned(std::move(out), rows, cols);
+  }
+
+  // Total number of elements of the tensors consumed so far (the model's parameter count).
+  std::int64_t consumed_elements() const {
+    std::int64_t n = 0;
+    for (const auto& name : consumed_) n += tensors_.at(name).numel();
+    return n;
   }
 
   // Throws listing every tensor that no part of the model consumed.
@@ -107,6 +121,7 @@ class weight_reader {
     if (t.type != dtype::f32 && t.type != dtype::f16 && t.type != dtype::bf16)
       fail(std::string("unsupported dtype ") + dtype_name(t.type) + " for a weight (expected F32, F16 or BF16)", name);
     used_.insert(name);
+    consumed_.insert(name);
     return t;
   }
 
@@ -132,12 +147,14 @@ class weight_reader {
   void check_finite_values(const tensor_view& t) const {
     const std::size_t n = static_cast<std::size_t>(t.numel());
     for (std::size_t i = 0; i < n; ++i)
-      if (!std::isfinite(load_as_float(t, i))) fail("non-finite value (NaN or Inf) at element " + std::to_string(i), t.name);
+      if (!std::isfinite(load_as_float(t, i)))
+        fail("non-finite value (NaN or Inf) at element " + std::to_string(i), t.name);
   }
 
   std::string path_;
   std::map<std::string, tensor_view> tensors_;
-  std::set<std::string> used_;
+  std::set<std::string> used_;      // consumed or explicitly ignored
+  std::set<std::string> consumed_;  // read by the model
   std::shared_ptr<const void> owner_;
   load_options options_;
 };

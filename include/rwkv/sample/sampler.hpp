@@ -38,8 +38,10 @@ inline std::vector<float> sampling_distribution(std::span<const float> logits, s
     p.top_p = 0.f;
   }
   const std::size_t V = logits.size();
+  for (float l : logits)
+    if (std::isnan(l) || l == INFINITY) throw error("logits contain NaN or +inf");
   const float mx = *std::max_element(logits.begin(), logits.end());
-  if (!std::isfinite(mx)) throw error("logits are not finite (NaN or all -inf)");
+  if (!std::isfinite(mx)) throw error("every logit is -inf: nothing to sample");
   std::vector<float> probs(V);
   double sum = 0;
   for (std::size_t i = 0; i < V; ++i) sum += probs[i] = std::exp(logits[i] - mx);

@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "rwkv/core/backend.hpp"
+#include "rwkv/core/context.hpp"
 #include "rwkv/core/precision.hpp"
 #include "rwkv/io/weight_reader.hpp"
 #include "rwkv/v7/config.hpp"
-#include "rwkv/v7/context.hpp"
 #include "rwkv/v7/time_mix.hpp"
 
 namespace rwkv::v7 {
@@ -17,6 +17,14 @@ namespace rwkv::v7 {
 struct ChannelMixState {
   std::vector<float> shift;  // previous token's ln2 output (C)
   friend bool operator==(const ChannelMixState&, const ChannelMixState&) = default;
+  template <class F>
+  void visit(F&& f) {
+    f("shift", shift);
+  }
+  template <class F>
+  void visit(F&& f) const {
+    f("shift", shift);
+  }
 };
 
 template <Precision P = f32, Backend B = cpu<>>
@@ -48,9 +56,9 @@ class ChannelMix {
       for (Eigen::Index c = 0; c < n_embd_; ++c) xk(t, c) = cur[c] + (prev[c] - cur[c]) * x_k_[c];
     }
     row_matrix hidden;
-    detail::linear<arch>(key_, xk, hidden);
+    kernel::cpu::linear<arch>(key_, xk, hidden);
     hidden = hidden.unaryExpr([](float q) { return q > 0.f ? q * q : 0.f; });
-    detail::linear<arch>(value_, hidden, out);
+    kernel::cpu::linear<arch>(value_, hidden, out);
     const float* last = x.row(T - 1).data();
     s.shift.assign(last, last + n_embd_);
   }

@@ -17,7 +17,8 @@ struct Config {
   static Config from(const io::weight_reader& r) {
     Config c;
     const auto& emb = r.peek("emb.weight");
-    if (emb.shape.size() != 2) r.fail("expected a 2-D embedding [vocab, n_embd], got " + shape_string(emb.shape), "emb.weight");
+    if (emb.shape.size() != 2)
+      r.fail("expected a 2-D embedding [vocab, n_embd], got " + shape_string(emb.shape), "emb.weight");
     c.vocab = emb.shape[0];
     c.n_embd = emb.shape[1];
     for (const auto& name : r.names()) {
@@ -39,7 +40,8 @@ struct Config {
     c.dim_att = dim0(r, "blocks.0.att.key.weight");
     c.dim_ffn = dim0(r, "blocks.0.ffn.key.weight");
     if (c.n_head * c.head_size != c.dim_att)
-      r.fail("r_k shape " + shape_string(rk.shape) + " does not match dim_att " + std::to_string(c.dim_att), "blocks.0.att.r_k");
+      r.fail("r_k shape " + shape_string(rk.shape) + " does not match dim_att " + std::to_string(c.dim_att),
+             "blocks.0.att.r_k");
     if (c.dim_att != c.n_embd)
       r.fail("dim_att " + std::to_string(c.dim_att) + " != n_embd " + std::to_string(c.n_embd) + " is not supported",
              "blocks.0.att.key.weight");

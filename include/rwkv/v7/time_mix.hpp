@@ -11,6 +11,7 @@
 #include <Eigen/Core>
 
 #include "rwkv/core/backend.hpp"
+#include "rwkv/core/context.hpp"
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/precision.hpp"
 #include "rwkv/io/weight_reader.hpp"
@@ -19,11 +20,8 @@
 #include "rwkv/kernel/cpu/norm.hpp"
 #include "rwkv/kernel/cpu/wkv7.hpp"
 #include "rwkv/v7/config.hpp"
-#include "rwkv/v7/context.hpp"
 
 namespace rwkv::v7 {
-
-using kernel::cpu::row_matrix;
 
 // e^{-1/2}: the decay is w = exp(-e^{-1/2}·σ(z)) ∈ (0.545, 1)
 inline constexpr float decay_scale = 0.6065306597126334f;
@@ -33,6 +31,16 @@ struct TimeMixState {
   std::vector<float> shift;  // previous token's ln1 output (C)
   std::vector<float> wkv;    // H x N x N, [h][value][key]
   friend bool operator==(const TimeMixState&, const TimeMixState&) = default;
+  template <class F>
+  void visit(F&& f) {
+    f("shift", shift);
+    f("wkv", wkv);
+  }
+  template <class F>
+  void visit(F&& f) const {
+    f("shift", shift);
+    f("wkv", wkv);
+  }
 };
 
 namespace detail {
@@ -44,16 +52,6 @@ inline Eigen::Map<const row_matrix> as_matrix(const std::vector<float>& v, std::
 
 inline Eigen::Map<const Eigen::RowVectorXf> as_row(const std::vector<float>& v) {
   return {v.data(), static_cast<Eigen::Index>(v.size())};
-}
-
-template <class Arch, class T>
-void linear(const matrix<T>& w, const row_matrix& x, row_matrix& y) {
-  if (x.rows() == 1) {
-    y.resize(1, w.rows());
-    kernel::cpu::matvec<Arch>(w, x.data(), y.data());
-  } else {
-    kernel::cpu::matmul(w, x, y);
-  }
 }
 
 }  // namespace detail
@@ -72,9 +70,18 @@ class TimeMix {
   TimeMix(io::weight_reader& r, const Config& c, std::int64_t layer) : cfg_(c), layer_(layer) {
     const std::string p = "blocks." + std::to_string(layer) + ".att.";
     const auto C = c.n_embd;
-    for (auto [dst, name] : {std::pair{&x_r_, "x_r"}, {&x_w_, "x_w"}, {&x_k_, "x_k"}, {&x_v_, "x_v"}, {&x_a_, "x_a"},
-                             {&x_g_, "x_g"}, {&w0_, "w0"}, {&a0_, "a0"}, {&k_k_, "k_k"}, {&k_a_, "k_a"},
-                             {&ln_x_w_, "ln_x.weight"}, {&ln_x_b_, "ln_x.bias"}})
+    for (auto [dst, name] : {std::pair{&x_r_, "x_r"},
+                             {&x_w_, "x_w"},
+                             {&x_k_, "x_k"},
+                             {&x_v_, "x_v"},
+                             {&x_a_, "x_a"},
+                             {&x_g_, "x_g"},
+                             {&w0_, "w0"},
+                             {&a0_, "a0"},
+                             {&k_k_, "k_k"},
+                             {&k_a_, "k_a"},
+                             {&ln_x_w_, "ln_x.weight"},
+                             {&ln_x_b_, "ln_x.bias"}})
       *dst = r.vector(p + name, C);
     r_k_ = r.dense(p + "r_k", c.n_head, c.head_size);
     w1_ = r.dense(p + "w1", C, c.d_decay);
@@ -127,9 +134,9 @@ class TimeMix {
     }
 
     row_matrix r, k, v;
-    detail::linear<arch>(receptance_, xr, r);
-    detail::linear<arch>(key_, xk, k);
-    detail::linear<arch>(value_, xv, v);
+    linear<arch>(receptance_, xr, r);
+    linear<arch>(key_, xk, k);
+    linear<arch>(value_, xv, v);
 
     using detail::as_matrix;
     using detail::as_row;
@@ -190,7 +197,7 @@ class TimeMix {
         for (int j = 0; j < N; ++j) yg(t, o + j) = (yg(t, o + j) + bonus * v(t, o + j)) * g(t, o + j);
       }
     }
-    detail::linear<arch>(output_, yg, out);
+    linear<arch>(output_, yg, out);
 
     const float* last = x.row(T - 1).data();
     s.shift.assign(last, last + C);

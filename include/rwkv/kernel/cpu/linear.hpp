@@ -14,7 +14,7 @@
 
 namespace rwkv::kernel::cpu {
 
-using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using rwkv::row_matrix;
 
 namespace detail {
 
@@ -112,6 +112,17 @@ void matmul(const matrix<T>& w, const row_matrix& x, row_matrix& y) {
       detail::widen_rows(w, r0, nr, buf.data());
       y.middleCols(r0, nr).noalias() = x * map_t(buf.data(), nr, w.cols()).transpose();
     }
+  }
+}
+
+// Y = X·Wᵀ choosing the kernel by shape: one row (decode) is a matrix-vector product.
+template <class Arch, class T>
+void linear(const matrix<T>& w, const row_matrix& x, row_matrix& y) {
+  if (x.rows() == 1) {
+    y.resize(1, w.rows());
+    matvec<Arch>(w, x.data(), y.data());
+  } else {
+    matmul(w, x, y);
   }
 }
 

@@ -22,7 +22,8 @@ inline void wkv7_step(float* S, const float* r, const float* w, const float* k, 
     std::size_t j = 0;
     for (; j < vec_end; j += W) {
       B s = B::load_unaligned(row + j);
-      s = xsimd::fma(s, B::load_unaligned(w + j), xsimd::fma(bsa, B::load_unaligned(b + j), bv * B::load_unaligned(k + j)));
+      s = xsimd::fma(s, B::load_unaligned(w + j),
+                     xsimd::fma(bsa, B::load_unaligned(b + j), bv * B::load_unaligned(k + j)));
       s.store_unaligned(row + j);
       acc = xsimd::fma(s, B::load_unaligned(r + j), acc);
     }

@@ -1,15 +1,17 @@
 #pragma once
-// One pre-LN residual block: x += att(ln1(x)); x += ffn(ln2(x)) (spec/README.md §2).
+// One pre-LN residual block of any time mixer and any channel mixer: x += att(ln1(x)); x += ffn(ln2(x))
+// (spec/README.md §2). The mixers see the LayerNorm-ed input; their outputs are added to the raw stream.
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "rwkv/core/context.hpp"
+#include "rwkv/core/tensor.hpp"
+#include "rwkv/io/weight_reader.hpp"
 #include "rwkv/kernel/cpu/norm.hpp"
-#include "rwkv/v7/channel_mix.hpp"
-#include "rwkv/v7/time_mix.hpp"
 
-namespace rwkv::v7 {
+namespace rwkv {
 
 // The recurrent state of one block: its time mixer's and its channel mixer's.
 template <class AttState, class FfnState>
@@ -17,6 +19,18 @@ struct BlockState {
   AttState att;
   FfnState ffn;
   friend bool operator==(const BlockState&, const BlockState&) = default;
+
+  // Calls f(name, std::vector<float>&) for every tensor of the state, in a fixed order.
+  template <class F>
+  void visit(F&& f) {
+    att.visit([&](const std::string& n, auto& v) { f("att." + n, v); });
+    ffn.visit([&](const std::string& n, auto& v) { f("ffn." + n, v); });
+  }
+  template <class F>
+  void visit(F&& f) const {
+    att.visit([&](const std::string& n, const auto& v) { f("att." + n, v); });
+    ffn.visit([&](const std::string& n, const auto& v) { f("ffn." + n, v); });
+  }
 };
 
 template <class TimeMix, class ChannelMix>
@@ -28,6 +42,7 @@ class Block {
 
   Block() = default;
 
+  template <class Config>
   Block(io::weight_reader& r, const Config& c, std::int64_t layer)
       : att_(r, c, layer), ffn_(r, c, layer), n_embd_(c.n_embd) {
     const std::string p = "blocks." + std::to_string(layer) + ".";
@@ -56,7 +71,8 @@ class Block {
  private:
   void norm_rows(const row_matrix& x, const std::vector<float>& w, const std::vector<float>& b, row_matrix& out) const {
     for (Eigen::Index t = 0; t < x.rows(); ++t)
-      kernel::cpu::layer_norm(x.row(t).data(), w.data(), b.data(), out.row(t).data(), static_cast<std::size_t>(n_embd_));
+      kernel::cpu::layer_norm(x.row(t).data(), w.data(), b.data(), out.row(t).data(),
+                              static_cast<std::size_t>(n_embd_));
   }
 
   TimeMix att_;
@@ -65,4 +81,4 @@ class Block {
   std::vector<float> ln1_w_, ln1_b_, ln2_w_, ln2_b_;
 };
 
-}  // namespace rwkv::v7
+}  // namespace rwkv

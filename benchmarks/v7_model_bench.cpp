@@ -1,0 +1,79 @@
+// RWKV-7 decode (one token per step, logits every token) and prefill (one sequence call, logits of the last
+// token) on a random checkpoint of a real shape (default 0.1B: 12 x 768, vocab 65536). Prints the ISA.
+//   v7_model_bench [--benchmark_filter=...]   env RWKV_BENCH_LAYERS / RWKV_BENCH_EMBD to change the shape
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+#include <rwkv/rwkv.hpp>
+#include <rwkv/v7/random.hpp>
+
+namespace {
+
+std::int64_t env_or(const char* name, std::int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::atoll(v) : fallback;
+}
+
+// The checkpoint is written once per storage type to the temp directory and memory-mapped by the models.
+template <class T>
+const std::filesystem::path& checkpoint() {
+  static const std::filesystem::path path = [] {
+    rwkv::v7::random_spec s;
+    s.n_layer = env_or("RWKV_BENCH_LAYERS", 12);
+    s.n_embd = env_or("RWKV_BENCH_EMBD", 768);
+    s.seed = 1;
+    auto p = std::filesystem::temp_directory_path() /
+             ("rwkvpp-bench-v7-" + std::to_string(s.n_layer) + "x" + std::to_string(s.n_embd) + "-" +
+              std::string(rwkv::storage_name<T>()) + ".safetensors");
+    if (!std::filesystem::exists(p)) rwkv::io::save_safetensors(p, rwkv::v7::random_checkpoint<T>(s));
+    return p;
+  }();
+  return path;
+}
+
+template <class P>
+const rwkv::v7::Model<P>& model() {
+  static const auto m = rwkv::v7::Model<P>::load(checkpoint<typename P::weight_type>());
+  return m;
+}
+
+template <class P>
+void decode(benchmark::State& st) {
+  const auto& m = model<P>();
+  auto s = m.make_state();
+  std::int32_t token = 1;
+  for (auto _ : st) {
+    auto logits = m.step(token, s);
+    token = rwkv::argmax(logits);
+    benchmark::DoNotOptimize(token);
+  }
+  st.counters["tok/s"] = benchmark::Counter(static_cast<double>(st.iterations()), benchmark::Counter::kIsRate);
+  st.SetLabel(xsimd::default_arch::name());
+}
+
+template <class P>
+void prefill(benchmark::State& st) {
+  const auto& m = model<P>();
+  std::mt19937 rng(3);
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(st.range(0)));
+  for (auto& t : tokens) t = static_cast<std::int32_t>(rng() % static_cast<unsigned>(m.cfg().vocab));
+  for (auto _ : st) {
+    auto s = m.make_state();
+    benchmark::DoNotOptimize(m.prefill(tokens, s));
+  }
+  st.counters["tok/s"] =
+      benchmark::Counter(static_cast<double>(st.iterations() * st.range(0)), benchmark::Counter::kIsRate);
+  st.SetLabel(xsimd::default_arch::name());
+}
+
+}  // namespace
+
+BENCHMARK(decode<rwkv::f32>)->Name("v7_decode/f32")->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(decode<rwkv::bf16_weights>)->Name("v7_decode/bf16")->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(prefill<rwkv::f32>)->Name("v7_prefill/f32")->Arg(512)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(prefill<rwkv::bf16_weights>)->Name("v7_prefill/bf16")->Arg(512)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+BENCHMARK_MAIN();

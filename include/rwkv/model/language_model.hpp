@@ -1,0 +1,147 @@
+#pragma once
+// A whole RWKV language model around one block type: embedding (+ ln0), L blocks, ln_out, head
+// (spec/README.md §2). Version-specific parts come from Traits:
+//   config_type                         dimensions, with static from(io::weight_reader&) and n_layer/n_embd/vocab
+//   block_type                          constructible from (reader, config, layer); forward(x, state, ctx)
+//   static constexpr const char* version
+//   static void check(const config_type&, io::weight_reader&)   refuses what this instantiation cannot run
+// Weights are immutable after loading: one model can serve many threads, each with its own State.
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rwkv/core/context.hpp"
+#include "rwkv/core/error.hpp"
+#include "rwkv/core/tensor.hpp"
+#include "rwkv/io/safetensors.hpp"
+#include "rwkv/io/weight_reader.hpp"
+#include "rwkv/kernel/cpu/linear.hpp"
+#include "rwkv/kernel/cpu/norm.hpp"
+#include "rwkv/model/state.hpp"
+
+namespace rwkv {
+
+// Which positions of a sequence call produce logits (the head is the most expensive matrix of small models).
+enum class logits_for { last, all };
+
+template <class Traits>
+class LanguageModel {
+ public:
+  using traits_type = Traits;
+  using config_type = typename Traits::config_type;
+  using block_type = typename Traits::block_type;
+  using precision_type = typename Traits::precision_type;
+  using backend_type = typename Traits::backend_type;
+  using weight_type = typename precision_type::weight_type;
+  using state_type = State<typename block_type::state_type>;
+  static constexpr const char* version = Traits::version;
+
+  static LanguageModel load(const std::filesystem::path& path, io::load_options options = {}) {
+    auto file = io::safetensors_file::open(path);
+    io::weight_reader reader(file.path(), file.tensors(), file.owner(), options);
+    return from_reader(reader);
+  }
+
+  static LanguageModel from_reader(io::weight_reader& r) {
+    LanguageModel m;
+    m.cfg_ = config_type::from(r);
+    Traits::check(m.cfg_, r);
+    const auto& c = m.cfg_;
+    m.emb_ = r.weight<weight_type>("emb.weight", c.vocab, c.n_embd);
+    m.ln0_w_ = r.vector("blocks.0.ln0.weight", c.n_embd);
+    m.ln0_b_ = r.vector("blocks.0.ln0.bias", c.n_embd);
+    for (std::int64_t i = 0; i < c.n_layer; ++i) m.blocks_.emplace_back(r, c, i);
+    m.ln_out_w_ = r.vector("ln_out.weight", c.n_embd);
+    m.ln_out_b_ = r.vector("ln_out.bias", c.n_embd);
+    m.head_ = r.weight<weight_type>("head.weight", c.vocab, c.n_embd);
+    r.finish();
+    m.source_ = r.path();
+    m.parameters_ = r.consumed_elements();
+    std::vector<typename block_type::state_type> layers;
+    for (const auto& b : m.blocks_) layers.push_back(b.make_state());
+    m.initial_ = state_type(version, std::move(layers));
+    return m;
+  }
+
+  const config_type& cfg() const noexcept { return cfg_; }
+  const std::string& source() const noexcept { return source_; }
+  const std::vector<block_type>& blocks() const noexcept { return blocks_; }
+  // Number of parameters the model uses (tensors in the file that the model ignores are not counted).
+  std::int64_t parameter_count() const noexcept { return parameters_; }
+
+  // The initial state (zeros, except where a version says otherwise).
+  state_type make_state() const { return initial_; }
+
+  // RNN form: one token, returns its logits (V).
+  std::vector<float> step(std::int32_t token, state_type& s) const {
+    const std::int32_t tokens[1] = {token};
+    auto logits = forward(tokens, s, logits_for::last);
+    return {logits.data(), logits.data() + logits.size()};
+  }
+
+  // Sequence form: T tokens in one call; returns the logits of the last token (V).
+  std::vector<float> prefill(std::span<const std::int32_t> tokens, state_type& s) const {
+    auto logits = forward(tokens, s, logits_for::last);
+    return {logits.data(), logits.data() + logits.size()};
+  }
+
+  // Sequence form with a choice of outputs: T x V (all) or 1 x V (last). Nothing is changed on error.
+  row_matrix forward(std::span<const std::int32_t> tokens, state_type& s, logits_for which) const {
+    check(tokens, s);
+    row_matrix x = embed(tokens);
+    context ctx;
+    for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(x, s.layers[i], ctx);
+    return head(x, which == logits_for::all ? 0 : x.rows() - 1);
+  }
+
+  // ln0(emb[token]) for each token (T x C). The reference pre-applies ln0 to the table; doing it per lookup
+  // is the same function and keeps the table in its storage type.
+  row_matrix embed(std::span<const std::int32_t> tokens) const {
+    const auto C = cfg_.n_embd;
+    row_matrix x(static_cast<Eigen::Index>(tokens.size()), C);
+    std::vector<float> row(static_cast<std::size_t>(C));
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+      kernel::cpu::detail::widen_rows(emb_, tokens[t], 1, row.data());
+      kernel::cpu::layer_norm(row.data(), ln0_w_.data(), ln0_b_.data(), x.row(static_cast<Eigen::Index>(t)).data(),
+                              static_cast<std::size_t>(C));
+    }
+    return x;
+  }
+
+  // head(ln_out(x)) for rows first..T-1 of the residual stream.
+  row_matrix head(const row_matrix& x, Eigen::Index first) const {
+    const auto C = cfg_.n_embd;
+    row_matrix normed(x.rows() - first, C), logits;
+    for (Eigen::Index t = first; t < x.rows(); ++t)
+      kernel::cpu::layer_norm(x.row(t).data(), ln_out_w_.data(), ln_out_b_.data(), normed.row(t - first).data(),
+                              static_cast<std::size_t>(C));
+    kernel::cpu::linear<typename backend_type::arch>(head_, normed, logits);
+    return logits;
+  }
+
+ private:
+  void check(std::span<const std::int32_t> tokens, const state_type& s) const {
+    if (tokens.empty()) throw error("empty token sequence", source_);
+    for (auto t : tokens)
+      if (t < 0 || t >= cfg_.vocab)
+        throw error("token id " + std::to_string(t) + " is out of range [0, " + std::to_string(cfg_.vocab) + ")",
+                    source_);
+    if (!s.same_shape(initial_))
+      throw error("the state was made for a different model (RWKV-" + s.version() + ", " +
+                      std::to_string(s.layers.size()) + " layers, or other sizes)",
+                  source_);
+  }
+
+  config_type cfg_;
+  std::string source_;
+  std::int64_t parameters_ = 0;
+  matrix<weight_type> emb_, head_;
+  std::vector<float> ln0_w_, ln0_b_, ln_out_w_, ln_out_b_;
+  std::vector<block_type> blocks_;
+  state_type initial_;
+};
+
+}  // namespace rwkv
