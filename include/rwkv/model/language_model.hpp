@@ -16,7 +16,7 @@
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/tensor.hpp"
-#include "rwkv/io/safetensors.hpp"
+#include "rwkv/io/checkpoint.hpp"
 #include "rwkv/io/weight_reader.hpp"
 #include "rwkv/kernel/cpu/linear.hpp"
 #include "rwkv/kernel/cpu/norm.hpp"
@@ -40,8 +40,8 @@ class LanguageModel {
   static constexpr const char* version = Traits::version;
 
   static LanguageModel load(const std::filesystem::path& path, io::load_options options = {}) {
-    auto file = io::safetensors_file::open(path);
-    io::weight_reader reader(file.path(), file.tensors(), file.owner(), options);
+    auto file = io::open_checkpoint(path);
+    io::weight_reader reader(file.path, file.tensors, file.owner, options);
     return from_reader(reader);
   }
 

@@ -1,0 +1,60 @@
+#pragma once
+// Opens a model file of any supported format, recognised by its content (not its extension), as a list of
+// named tensor views with official names and semantics.
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rwkv/core/error.hpp"
+#include "rwkv/core/tensor.hpp"
+#include "rwkv/io/mapped_file.hpp"
+#include "rwkv/io/safetensors.hpp"
+
+namespace rwkv::io {
+
+enum class file_format { safetensors, pth, rwkvcpp };
+
+inline const char* format_name(file_format f) {
+  switch (f) {
+    case file_format::safetensors: return "safetensors";
+    case file_format::pth: return "pth";
+    case file_format::rwkvcpp: return "rwkv.cpp";
+  }
+  return "?";
+}
+
+struct checkpoint {
+  std::string path;
+  file_format format = file_format::safetensors;
+  std::vector<tensor_view> tensors;          // official names, row-major, little-endian
+  std::shared_ptr<const void> owner;         // keeps the views' memory alive
+  std::map<std::string, std::string> metadata;
+};
+
+// Recognises the format from the first bytes of the file.
+inline file_format detect_format(std::span<const std::byte> bytes, const std::string& path) {
+  auto starts = [&](const char* m, std::size_t n) { return bytes.size() >= n && std::memcmp(bytes.data(), m, n) == 0; };
+  if (starts("PK\x03\x04", 4)) return file_format::pth;
+  if (starts("fmgg", 4)) return file_format::rwkvcpp;  // little-endian 0x67676d66
+  if (bytes.size() >= 9 && static_cast<char>(bytes[8]) == '{') return file_format::safetensors;
+  throw error("unrecognised model file format (not safetensors, PyTorch .pth or rwkv.cpp)", path);
+}
+
+inline checkpoint open_checkpoint(const std::filesystem::path& path) {
+  auto file = mapped_file::open(path);
+  const auto format = detect_format(file->bytes(), file->name());
+  switch (format) {
+    case file_format::safetensors: {
+      safetensors_file st(file);
+      return {st.path(), format, st.tensors(), st.owner(), st.metadata()};
+    }
+    default:
+      throw error(std::string(format_name(format)) + " files are not supported by this build yet", file->name());
+  }
+}
+
+}  // namespace rwkv::io
