@@ -43,10 +43,11 @@ const rwkv::v7::Model<P>& model() {
 template <class P>
 void decode(benchmark::State& st) {
   const auto& m = model<P>();
+  rwkv::thread_pool pool(static_cast<unsigned>(st.range(0)));
   auto s = m.make_state();
   std::int32_t token = 1;
   for (auto _ : st) {
-    auto logits = m.step(token, s);
+    auto logits = m.step(token, s, &pool);
     token = rwkv::argmax(logits);
     benchmark::DoNotOptimize(token);
   }
@@ -59,10 +60,11 @@ void prefill(benchmark::State& st) {
   const auto& m = model<P>();
   std::mt19937 rng(3);
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(st.range(0)));
+  rwkv::thread_pool pool(static_cast<unsigned>(st.range(1)));
   for (auto& t : tokens) t = static_cast<std::int32_t>(rng() % static_cast<unsigned>(m.cfg().vocab));
   for (auto _ : st) {
     auto s = m.make_state();
-    benchmark::DoNotOptimize(m.prefill(tokens, s));
+    benchmark::DoNotOptimize(m.prefill(tokens, s, &pool));
   }
   st.counters["tok/s"] =
       benchmark::Counter(static_cast<double>(st.iterations() * st.range(0)), benchmark::Counter::kIsRate);
@@ -71,9 +73,34 @@ void prefill(benchmark::State& st) {
 
 }  // namespace
 
-BENCHMARK(decode<rwkv::f32>)->Name("v7_decode/f32")->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK(decode<rwkv::bf16_weights>)->Name("v7_decode/bf16")->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK(prefill<rwkv::f32>)->Name("v7_prefill/f32")->Arg(512)->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK(prefill<rwkv::bf16_weights>)->Name("v7_prefill/bf16")->Arg(512)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+// decode/<precision>/<threads>; prefill/<precision>/<tokens>/<threads>
+BENCHMARK(decode<rwkv::f32>)
+    ->Name("v7_decode/f32")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
+BENCHMARK(decode<rwkv::bf16_weights>)
+    ->Name("v7_decode/bf16")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
+BENCHMARK(prefill<rwkv::f32>)
+    ->Name("v7_prefill/f32")
+    ->Args({512, 1})
+    ->Args({512, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
+BENCHMARK(prefill<rwkv::bf16_weights>)
+    ->Name("v7_prefill/bf16")
+    ->Args({512, 1})
+    ->Args({512, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
 
 BENCHMARK_MAIN();

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include <rwkv/any_model.hpp>
 #include <rwkv/rwkv.hpp>
 
 namespace {
@@ -77,56 +78,26 @@ std::vector<std::int32_t> parse_tokens(const std::string& s) {
   return out;
 }
 
-struct opened {
-  rwkv::io::safetensors_file file;
-  rwkv::arch_version version;
-};
-
-opened open_checkpoint(const std::string& path) {
-  auto file = rwkv::io::safetensors_file::open(path);
-  const auto v = rwkv::detect_version(file.tensors(), path);
-  if (v != rwkv::arch_version::v7)
-    throw rwkv::error(
-        std::string("RWKV-") + rwkv::version_name(v) + " checkpoints are not supported by this build yet (RWKV-7 is)",
-        path);
-  return {std::move(file), v};
-}
-
-using model_t = rwkv::v7::Model<rwkv::f32>;
-
-model_t load(const opened& o) {
-  rwkv::io::weight_reader reader(o.file.path(), o.file.tensors(), o.file.owner());
-  return model_t::from_reader(reader);
-}
-
-std::string stored_dtype(const rwkv::io::safetensors_file& f) {
-  std::set<std::string> kinds;
-  for (const auto& t : f.tensors()) kinds.insert(rwkv::dtype_name(t.type));
-  std::string s;
-  for (const auto& k : kinds) s += (s.empty() ? "" : "+") + k;
-  return s;
-}
-
 int cmd_info(int argc, char** argv) {
   args a(argc, argv, {});
   if (a.positional.size() != 1) throw usage_error("info takes exactly one MODEL");
-  const auto o = open_checkpoint(a.positional[0]);
-  const auto m = load(o);
-  const auto& c = m.cfg();
-  std::cout << "version: " << rwkv::version_name(o.version) << "\n"
-            << "n_layer: " << c.n_layer << "\n"
-            << "n_embd: " << c.n_embd << "\n"
-            << "head_size: " << c.head_size << "\n"
-            << "n_head: " << c.n_head << "\n"
-            << "vocab: " << c.vocab << "\n"
-            << "dim_ffn: " << c.dim_ffn << "\n"
-            << "parameters: " << m.parameter_count() << "\n"
-            << "dtype: " << stored_dtype(o.file) << "\n";
+  const auto m = rwkv::any_model::load(a.positional[0]);
+  const auto& i = m.info();
+  std::cout << "version: " << i.version << "\n"
+            << "n_layer: " << i.n_layer << "\n"
+            << "n_embd: " << i.n_embd << "\n"
+            << "head_size: " << i.head_size << "\n"
+            << "n_head: " << i.n_head << "\n"
+            << "vocab: " << i.vocab << "\n"
+            << "dim_ffn: " << i.dim_ffn << "\n"
+            << "parameters: " << i.parameters << "\n"
+            << "dtype: " << i.file_dtype << "\n"
+            << "format: " << i.format << "\n";
   return 0;
 }
 
 int cmd_logits(int argc, char** argv) {
-  args a(argc, argv, {"--tokens", "--mode", "--out"});
+  args a(argc, argv, {"--tokens", "--mode", "--out", "--precision"});
   if (a.positional.size() != 1) throw usage_error("logits takes exactly one MODEL");
   const auto tokens_arg = a.get("--tokens");
   const auto out = a.get("--out");
@@ -135,8 +106,8 @@ int cmd_logits(int argc, char** argv) {
   const auto mode = a.get("--mode").value_or("step");
   if (mode != "step" && mode != "sequence") throw usage_error("--mode must be step or sequence");
   const auto tokens = parse_tokens(*tokens_arg);
-  const auto m = load(open_checkpoint(a.positional[0]));
-  const auto V = m.cfg().vocab;
+  const auto m = rwkv::any_model::load(a.positional[0], rwkv::parse_storage(a.get("--precision").value_or("f32")));
+  const auto V = m.info().vocab;
   std::vector<float> logits;
   logits.reserve(tokens.size() * static_cast<std::size_t>(V));
   auto s = m.make_state();
@@ -156,12 +127,12 @@ int cmd_logits(int argc, char** argv) {
 }
 
 int cmd_generate(int argc, char** argv) {
-  args a(argc, argv, {"--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed"});
+  args a(argc, argv, {"--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed", "--precision"});
   if (a.positional.size() > 1) throw usage_error("generate takes at most one MODEL");
   const std::string path = a.positional.empty() ? std::string(RWKV_DEFAULT_MODEL) : a.positional[0];
-  const auto m = load(open_checkpoint(path));
-  if (m.cfg().vocab != rwkv::byte_tokenizer::vocab_size)
-    throw rwkv::error("text generation needs a tokenizer for vocab " + std::to_string(m.cfg().vocab) +
+  const auto m = rwkv::any_model::load(path, rwkv::parse_storage(a.get("--precision").value_or("f32")));
+  if (m.info().vocab != rwkv::byte_tokenizer::vocab_size)
+    throw rwkv::error("text generation needs a tokenizer for vocab " + std::to_string(m.info().vocab) +
                           "; this build has the byte tokenizer (vocab 256) only",
                       path);
   const std::string prompt = a.get("--prompt").value_or("\n");

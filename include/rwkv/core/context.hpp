@@ -7,10 +7,12 @@
 #include <string>
 
 #include "rwkv/core/tensor.hpp"
+#include "rwkv/core/thread_pool.hpp"
 
 namespace rwkv {
 
 struct context {
+  thread_pool* pool = nullptr;                             // where kernels may run in parallel (none: inline)
   row_matrix v_first;                                      // T x C, written by the first RWKV-7 layer
   std::map<std::string, row_matrix, std::less<>> entries;  // free for user mixers
 };

@@ -76,25 +76,28 @@ class LanguageModel {
   state_type make_state() const { return initial_; }
 
   // RNN form: one token, returns its logits (V).
-  std::vector<float> step(std::int32_t token, state_type& s) const {
+  std::vector<float> step(std::int32_t token, state_type& s, thread_pool* pool = nullptr) const {
     const std::int32_t tokens[1] = {token};
-    auto logits = forward(tokens, s, logits_for::last);
+    auto logits = forward(tokens, s, logits_for::last, pool);
     return {logits.data(), logits.data() + logits.size()};
   }
 
   // Sequence form: T tokens in one call; returns the logits of the last token (V).
-  std::vector<float> prefill(std::span<const std::int32_t> tokens, state_type& s) const {
-    auto logits = forward(tokens, s, logits_for::last);
+  std::vector<float> prefill(std::span<const std::int32_t> tokens, state_type& s, thread_pool* pool = nullptr) const {
+    auto logits = forward(tokens, s, logits_for::last, pool);
     return {logits.data(), logits.data() + logits.size()};
   }
 
   // Sequence form with a choice of outputs: T x V (all) or 1 x V (last). Nothing is changed on error.
-  row_matrix forward(std::span<const std::int32_t> tokens, state_type& s, logits_for which) const {
+  // `pool` (optional) runs the kernels of this call on its threads.
+  row_matrix forward(std::span<const std::int32_t> tokens, state_type& s, logits_for which,
+                     thread_pool* pool = nullptr) const {
     check(tokens, s);
     row_matrix x = embed(tokens);
     context ctx;
+    ctx.pool = pool;
     for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(x, s.layers[i], ctx);
-    return head(x, which == logits_for::all ? 0 : x.rows() - 1);
+    return head(x, which == logits_for::all ? 0 : x.rows() - 1, pool);
   }
 
   // ln0(emb[token]) for each token (T x C). The reference pre-applies ln0 to the table; doing it per lookup
@@ -112,13 +115,13 @@ class LanguageModel {
   }
 
   // head(ln_out(x)) for rows first..T-1 of the residual stream.
-  row_matrix head(const row_matrix& x, Eigen::Index first) const {
+  row_matrix head(const row_matrix& x, Eigen::Index first, thread_pool* pool = nullptr) const {
     const auto C = cfg_.n_embd;
     row_matrix normed(x.rows() - first, C), logits;
     for (Eigen::Index t = first; t < x.rows(); ++t)
       kernel::cpu::layer_norm(x.row(t).data(), ln_out_w_.data(), ln_out_b_.data(), normed.row(t - first).data(),
                               static_cast<std::size_t>(C));
-    kernel::cpu::linear<typename backend_type::arch>(head_, normed, logits);
+    kernel::cpu::linear<typename backend_type::arch>(head_, normed, logits, pool);
     return logits;
   }
 

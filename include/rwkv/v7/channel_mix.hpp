@@ -46,7 +46,7 @@ class ChannelMix {
 
   state_type make_state() const { return {std::vector<float>(static_cast<std::size_t>(n_embd_), 0.f)}; }
 
-  void forward(const row_matrix& x, state_type& s, context&, row_matrix& out) const {
+  void forward(const row_matrix& x, state_type& s, context& ctx, row_matrix& out) const {
     using arch = typename B::arch;
     const auto T = x.rows();
     row_matrix xk(T, n_embd_);
@@ -56,9 +56,9 @@ class ChannelMix {
       for (Eigen::Index c = 0; c < n_embd_; ++c) xk(t, c) = cur[c] + (prev[c] - cur[c]) * x_k_[c];
     }
     row_matrix hidden;
-    kernel::cpu::linear<arch>(key_, xk, hidden);
+    kernel::cpu::linear<arch>(key_, xk, hidden, ctx.pool);
     hidden = hidden.unaryExpr([](float q) { return q > 0.f ? q * q : 0.f; });
-    kernel::cpu::linear<arch>(value_, hidden, out);
+    kernel::cpu::linear<arch>(value_, hidden, out, ctx.pool);
     const float* last = x.row(T - 1).data();
     s.shift.assign(last, last + n_embd_);
   }

@@ -134,9 +134,9 @@ class TimeMix {
     }
 
     row_matrix r, k, v;
-    linear<arch>(receptance_, xr, r);
-    linear<arch>(key_, xk, k);
-    linear<arch>(value_, xv, v);
+    linear<arch>(receptance_, xr, r, ctx.pool);
+    linear<arch>(key_, xk, k, ctx.pool);
+    linear<arch>(value_, xv, v, ctx.pool);
 
     using detail::as_matrix;
     using detail::as_row;
@@ -159,32 +159,46 @@ class TimeMix {
       v.array() += (ctx.v_first - v).array() * nu.array();
     }
 
-    row_matrix y(T, C);
-    float kk[N], kt[N], w[N], a[N], b[N];
+    // Per-position WKV inputs: a = −κ̂, b = κ̂ ⊙ α, k̃ (into k) and the decay w (into z).
+    row_matrix a(T, C), b(T, C);
     for (Eigen::Index t = 0; t < T; ++t) {
       for (Eigen::Index h = 0; h < H; ++h) {
         const Eigen::Index o = h * N;
-        const float* kh = k.row(t).data() + o;
+        float* kh = k.row(t).data() + o;
         const float* al = alpha.row(t).data() + o;
+        float* at = a.row(t).data() + o;
+        float* bt = b.row(t).data() + o;
         float norm2 = 0.f;
         for (int j = 0; j < N; ++j) {
-          kk[j] = kh[j] * k_k_[o + j];
-          norm2 += kk[j] * kk[j];
+          at[j] = kh[j] * k_k_[o + j];  // κ, normalised below
+          norm2 += at[j] * at[j];
         }
         const float inv = 1.f / std::max(std::sqrt(norm2), 1e-12f);
         for (int j = 0; j < N; ++j) {
-          kk[j] *= inv;
-          kt[j] = kh[j] * (1.f + (al[j] - 1.f) * k_a_[o + j]);
-          w[j] = std::exp(-decay_scale * sigmoid(z(t, o + j)));
-          a[j] = -kk[j];
-          b[j] = kk[j] * al[j];
+          const float kk = at[j] * inv;
+          at[j] = -kk;
+          bt[j] = kk * al[j];
+          kh[j] = kh[j] * (1.f + (al[j] - 1.f) * k_a_[o + j]);  // k̃, also used by the bonus
+          z(t, o + j) = std::exp(-decay_scale * sigmoid(z(t, o + j)));
         }
-        wkv7_step<arch, N>(s.wkv.data() + h * N * N, r.row(t).data() + o, w, kt, v.row(t).data() + o, a, b,
-                           y.row(t).data() + o);
-        // bonus term (added after GroupNorm) needs k̃; keep it in k's storage for this head
-        for (int j = 0; j < N; ++j) k(t, o + j) = kt[j];
       }
     }
+
+    // The recurrence: serial in time, independent per head (heads run in parallel for sequences).
+    row_matrix y(T, C);
+    auto run_heads = [&](std::int64_t h0, std::int64_t h1) {
+      for (std::int64_t h = h0; h < h1; ++h) {
+        const Eigen::Index o = h * N;
+        float* S = s.wkv.data() + h * N * N;
+        for (Eigen::Index t = 0; t < T; ++t)
+          wkv7_step<arch, N>(S, r.row(t).data() + o, z.row(t).data() + o, k.row(t).data() + o, v.row(t).data() + o,
+                             a.row(t).data() + o, b.row(t).data() + o, y.row(t).data() + o);
+      }
+    };
+    if (T > 1)
+      parallel_for(ctx.pool, H, run_heads);
+    else
+      run_heads(0, H);
 
     row_matrix yg(T, C);
     for (Eigen::Index t = 0; t < T; ++t) {
@@ -197,7 +211,7 @@ class TimeMix {
         for (int j = 0; j < N; ++j) yg(t, o + j) = (yg(t, o + j) + bonus * v(t, o + j)) * g(t, o + j);
       }
     }
-    linear<arch>(output_, yg, out);
+    linear<arch>(output_, yg, out, ctx.pool);
 
     const float* last = x.row(T - 1).data();
     s.shift.assign(last, last + C);

@@ -10,6 +10,7 @@
 
 #include "rwkv/core/half.hpp"
 #include "rwkv/core/tensor.hpp"
+#include "rwkv/core/thread_pool.hpp"
 #include "rwkv/kernel/cpu/simd.hpp"
 
 namespace rwkv::kernel::cpu {
@@ -53,13 +54,12 @@ inline void widen_rows(const matrix<T>& w, std::int64_t r0, std::int64_t nr, flo
 
 }  // namespace detail
 
-// y[r] = Σ_c W[r][c]·x[c]
+// y[r] = Σ_c W[r][c]·x[c] for rows [r0, r1)
 template <class Arch, class T>
-void matvec(const matrix<T>& w, const float* x, float* y) {
-  const auto rows = w.rows();
+void matvec_rows(const matrix<T>& w, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
   const auto cols = static_cast<std::size_t>(w.cols());
   if constexpr (std::is_same_v<T, float>) {
-    for (std::int64_t r = 0; r < rows; ++r) y[r] = dot<Arch>(w.row(r), x, cols);
+    for (std::int64_t r = r0; r < r1; ++r) y[r] = dot<Arch>(w.row(r), x, cols);
   } else if constexpr (std::is_same_v<T, bf16>) {
     const std::size_t pairs = cols / 2;
     std::vector<float> xe(pairs), xo(pairs);
@@ -68,7 +68,7 @@ void matvec(const matrix<T>& w, const float* x, float* y) {
       xo[i] = x[2 * i + 1];
     }
     const bool odd = cols % 2 != 0;
-    for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t r = r0; r < r1; ++r) {
       const bf16* row = w.row(r);
       float s;
       if (reinterpret_cast<std::uintptr_t>(row) % 4 == 0) {
@@ -83,7 +83,7 @@ void matvec(const matrix<T>& w, const float* x, float* y) {
   } else {
     constexpr std::size_t block = 256;
     float buf[block];
-    for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t r = r0; r < r1; ++r) {
       const T* row = w.row(r);
       float s = 0.f;
       for (std::size_t c0 = 0; c0 < cols; c0 += block) {
@@ -96,33 +96,51 @@ void matvec(const matrix<T>& w, const float* x, float* y) {
   }
 }
 
-// Y (T x rows) = X (T x cols) · Wᵀ
+// y = W·x, rows split across the pool.
+template <class Arch, class T>
+void matvec(const matrix<T>& w, const float* x, float* y, thread_pool* pool = nullptr) {
+  // Below ~64K weights the fork-join costs more than it saves.
+  if (!pool || w.rows() * w.cols() < (1 << 16)) return matvec_rows<Arch>(w, x, y, 0, w.rows());
+  parallel_for(pool, w.rows(), [&](std::int64_t r0, std::int64_t r1) { matvec_rows<Arch>(w, x, y, r0, r1); });
+}
+
+// Columns [r0, r1) of Y (T x rows) = X (T x cols) · W[r0:r1]ᵀ
 template <class T>
-void matmul(const matrix<T>& w, const row_matrix& x, row_matrix& y) {
+void matmul_rows(const matrix<T>& w, const row_matrix& x, row_matrix& y, std::int64_t r0, std::int64_t r1) {
   using map_t = Eigen::Map<const row_matrix>;
-  y.resize(x.rows(), w.rows());
   if constexpr (std::is_same_v<T, float>) {
-    y.noalias() = x * map_t(w.data(), w.rows(), w.cols()).transpose();
+    y.middleCols(r0, r1 - r0).noalias() = x * map_t(w.row(r0), r1 - r0, w.cols()).transpose();
   } else {
     // Widen a panel of rows at a time so the f32 copy stays in cache, then one GEMM per panel.
-    const std::int64_t panel = std::max<std::int64_t>(1, (1 << 16) / std::max<std::int64_t>(1, w.cols()));
-    std::vector<float> buf(static_cast<std::size_t>(std::min(panel, w.rows()) * w.cols()));
-    for (std::int64_t r0 = 0; r0 < w.rows(); r0 += panel) {
-      const std::int64_t nr = std::min(panel, w.rows() - r0);
-      detail::widen_rows(w, r0, nr, buf.data());
-      y.middleCols(r0, nr).noalias() = x * map_t(buf.data(), nr, w.cols()).transpose();
+    const std::int64_t panel = std::max<std::int64_t>(16, (1 << 16) / std::max<std::int64_t>(1, w.cols()));
+    std::vector<float> buf(static_cast<std::size_t>(std::min(panel, r1 - r0) * w.cols()));
+    for (std::int64_t p0 = r0; p0 < r1; p0 += panel) {
+      const std::int64_t nr = std::min(panel, r1 - p0);
+      detail::widen_rows(w, p0, nr, buf.data());
+      y.middleCols(p0, nr).noalias() = x * map_t(buf.data(), nr, w.cols()).transpose();
     }
   }
 }
 
+// Y (T x rows) = X (T x cols) · Wᵀ, output columns split across the pool.
+template <class T>
+void matmul(const matrix<T>& w, const row_matrix& x, row_matrix& y, thread_pool* pool = nullptr) {
+  y.resize(x.rows(), w.rows());
+  if (!pool) return matmul_rows(w, x, y, 0, w.rows());
+  // Keep each thread's block a multiple of 16 rows of W so GEMM panels stay full.
+  const std::int64_t blocks = (w.rows() + 15) / 16;
+  parallel_for(pool, blocks,
+               [&](std::int64_t b0, std::int64_t b1) { matmul_rows(w, x, y, b0 * 16, std::min(w.rows(), b1 * 16)); });
+}
+
 // Y = X·Wᵀ choosing the kernel by shape: one row (decode) is a matrix-vector product.
 template <class Arch, class T>
-void linear(const matrix<T>& w, const row_matrix& x, row_matrix& y) {
+void linear(const matrix<T>& w, const row_matrix& x, row_matrix& y, thread_pool* pool = nullptr) {
   if (x.rows() == 1) {
     y.resize(1, w.rows());
-    matvec<Arch>(w, x.data(), y.data());
+    matvec<Arch>(w, x.data(), y.data(), pool);
   } else {
-    matmul(w, x, y);
+    matmul(w, x, y, pool);
   }
 }
 

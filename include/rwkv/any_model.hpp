@@ -1,0 +1,239 @@
+#pragma once
+// Runtime entry point: open any supported checkpoint, detect its RWKV version and head size, and get a model
+// of the right compiled type behind one interface. Use the concrete types (rwkv::v7::Model<...>) when the
+// version is known at compile time; use this when it comes from a file (CLIs, servers, bindings).
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rwkv/core/error.hpp"
+#include "rwkv/core/precision.hpp"
+#include "rwkv/detect.hpp"
+#include "rwkv/io/checkpoint.hpp"
+#include "rwkv/io/weight_reader.hpp"
+#include "rwkv/model/language_model.hpp"
+#include "rwkv/v7.hpp"
+
+namespace rwkv {
+
+// Weight storage chosen at run time.
+enum class storage_choice { f32, bf16, f16 };
+
+inline storage_choice parse_storage(const std::string& s) {
+  if (s == "f32") return storage_choice::f32;
+  if (s == "bf16") return storage_choice::bf16;
+  if (s == "f16") return storage_choice::f16;
+  throw error("unknown precision '" + s + "' (supported: f32, bf16, f16)");
+}
+
+struct model_info {
+  std::string version;  // "4", "5.0", "5.1", "5.2", "6", "7"
+  std::int64_t n_layer = 0, n_embd = 0, n_head = 0, head_size = 0, vocab = 0, dim_ffn = 0, parameters = 0;
+  std::string file_dtype;  // what the file stores, e.g. "F32" or "BF16"
+  std::string format;      // "safetensors", "pth", "rwkv.cpp"
+};
+
+class any_state {
+ public:
+  struct concept_t {
+    virtual ~concept_t() = default;
+    virtual std::unique_ptr<concept_t> clone() const = 0;
+    virtual bool equals(const concept_t& other) const = 0;
+    virtual std::vector<std::byte> to_bytes() const = 0;
+  };
+  template <class S>
+  struct model_t final : concept_t {
+    explicit model_t(S s) : value(std::move(s)) {}
+    std::unique_ptr<concept_t> clone() const override { return std::make_unique<model_t>(value); }
+    bool equals(const concept_t& other) const override {
+      auto* o = dynamic_cast<const model_t*>(&other);
+      return o && o->value == value;
+    }
+    std::vector<std::byte> to_bytes() const override { return value.to_bytes(); }
+    S value;
+  };
+
+  any_state() = default;
+  explicit any_state(std::unique_ptr<concept_t> p) : p_(std::move(p)) {}
+  any_state(const any_state& o) : p_(o.p_ ? o.p_->clone() : nullptr) {}
+  any_state(any_state&&) noexcept = default;
+  any_state& operator=(const any_state& o) {
+    if (this != &o) p_ = o.p_ ? o.p_->clone() : nullptr;
+    return *this;
+  }
+  any_state& operator=(any_state&&) noexcept = default;
+  friend bool operator==(const any_state& a, const any_state& b) {
+    return a.p_ && b.p_ ? a.p_->equals(*b.p_) : a.p_ == b.p_;
+  }
+
+  std::vector<std::byte> to_bytes() const { return get().to_bytes(); }
+
+  // The concrete state (e.g. rwkv::v7::State) when its type is known; throws rwkv::error otherwise.
+  template <class S>
+  S& as() {
+    auto* m = dynamic_cast<model_t<S>*>(p_.get());
+    if (!m) throw error("state is not of the requested type (it belongs to another model)");
+    return m->value;
+  }
+
+ private:
+  const concept_t& get() const {
+    if (!p_) throw error("empty state (use model.make_state())");
+    return *p_;
+  }
+  std::unique_ptr<concept_t> p_;
+};
+
+class any_model {
+ public:
+  struct concept_t {
+    virtual ~concept_t() = default;
+    virtual any_state make_state() const = 0;
+    virtual row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which) const = 0;
+    virtual any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source) const = 0;
+  };
+
+  template <class M>
+  struct model_t final : concept_t {
+    explicit model_t(M m) : model(std::move(m)) {}
+    using S = typename M::state_type;
+    any_state make_state() const override {
+      return any_state(std::make_unique<any_state::model_t<S>>(model.make_state()));
+    }
+    row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which) const override {
+      return model.forward(tokens, s.as<S>(), which);
+    }
+    any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source) const override {
+      return any_state(std::make_unique<any_state::model_t<S>>(S::from_bytes(bytes, model.make_state(), source)));
+    }
+    M model;
+  };
+
+  // Opens `path` (safetensors, .pth or rwkv.cpp; recognised by content) with the chosen weight storage.
+  static any_model load(const std::filesystem::path& path, storage_choice storage = storage_choice::f32,
+                        io::load_options options = {}) {
+    auto file = io::open_checkpoint(path);
+    const auto version = detect_version(file.tensors, file.path);
+    io::weight_reader reader(file.path, file.tensors, file.owner, options);
+    any_model m;
+    m.info_.version = version_name(version);
+    m.info_.format = io::format_name(file.format);
+    m.info_.file_dtype = dtype_summary(file.tensors);
+    switch (storage) {
+      case storage_choice::f32:
+        m.build<f32>(version, reader);
+        break;
+      case storage_choice::bf16:
+        m.build<bf16_weights>(version, reader);
+        break;
+      case storage_choice::f16:
+        m.build<f16_weights>(version, reader);
+        break;
+    }
+    return m;
+  }
+
+  const model_info& info() const noexcept { return info_; }
+  any_state make_state() const { return impl().make_state(); }
+
+  std::vector<float> step(std::int32_t token, any_state& s) const {
+    const std::int32_t t[1] = {token};
+    const auto l = impl().forward(t, s, logits_for::last);
+    return {l.data(), l.data() + l.size()};
+  }
+  std::vector<float> prefill(std::span<const std::int32_t> tokens, any_state& s) const {
+    const auto l = impl().forward(tokens, s, logits_for::last);
+    return {l.data(), l.data() + l.size()};
+  }
+  row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which) const {
+    return impl().forward(tokens, s, which);
+  }
+  any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source = "<bytes>") const {
+    return impl().state_from_bytes(bytes, source);
+  }
+
+ private:
+  static std::string dtype_summary(const std::vector<tensor_view>& tensors) {
+    std::vector<std::string> kinds;
+    for (const auto& t : tensors) {
+      const std::string n = dtype_name(t.type);
+      if (std::find(kinds.begin(), kinds.end(), n) == kinds.end()) kinds.push_back(n);
+    }
+    std::sort(kinds.begin(), kinds.end());
+    std::string s;
+    for (const auto& k : kinds) {
+      if (!s.empty()) s += '+';
+      s += k;
+    }
+    return s;
+  }
+
+  template <class M>
+  void adopt(M model) {
+    const auto& c = model.cfg();
+    info_.n_layer = c.n_layer;
+    info_.n_embd = c.n_embd;
+    info_.vocab = c.vocab;
+    info_.dim_ffn = c.dim_ffn;
+    if constexpr (requires { c.head_size; }) {
+      info_.n_head = c.n_head;
+      info_.head_size = c.head_size;
+    }
+    info_.parameters = model.parameter_count();
+    impl_ = std::make_shared<model_t<M>>(std::move(model));
+  }
+
+  // Instantiates the model type for the file's head size among the compiled ones.
+  template <template <class, class, int> class ModelT, class P>
+  void build_with_head_size(io::weight_reader& r, std::int64_t head_size, const std::string& tensor) {
+    switch (head_size) {
+      case 64:
+        adopt(ModelT<P, cpu<>, 64>::from_reader(r));
+        break;
+      case 32:
+        adopt(ModelT<P, cpu<>, 32>::from_reader(r));
+        break;
+      case 128:
+        adopt(ModelT<P, cpu<>, 128>::from_reader(r));
+        break;
+      case 8:
+        adopt(ModelT<P, cpu<>, 8>::from_reader(r));
+        break;
+      default:
+        r.fail("head size " + std::to_string(head_size) + " is not supported (supported: 8, 32, 64, 128)", tensor);
+    }
+  }
+
+  template <class P>
+  void build(arch_version v, io::weight_reader& r) {
+    switch (v) {
+      case arch_version::v7: {
+        const auto& rk = r.peek("blocks.0.att.r_k");
+        const std::int64_t n = rk.shape.size() == 2 ? rk.shape[1] : 0;
+        build_with_head_size<v7_model, P>(r, n, rk.name);
+        return;
+      }
+      default:
+        throw error(std::string("RWKV-") + version_name(v) + " checkpoints are not supported by this build yet",
+                    r.path());
+    }
+  }
+
+  template <class P, class B, int N>
+  using v7_model = v7::Model<P, B, N>;
+
+  const concept_t& impl() const {
+    if (!impl_) throw error("empty model (use any_model::load)");
+    return *impl_;
+  }
+
+  model_info info_;
+  std::shared_ptr<const concept_t> impl_;  // immutable, so copies of any_model share it safely
+};
+
+}  // namespace rwkv
