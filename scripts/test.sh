@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to a tested library: installs what is missing, builds everything with
 # -Wall -Wextra -Werror, runs the test suite, and builds a consumer project both ways (find_package and
-# add_subdirectory). With --sanitize it does the same in build-asan/ under AddressSanitizer + UBSan.
+# add_subdirectory). With --sanitize it does the same in build-asan/ under AddressSanitizer + UBSan; with
+# --tsan it builds and runs the concurrency tests under ThreadSanitizer in build-tsan/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 build=build
 flags=(-DCMAKE_BUILD_TYPE=Release -DRWKV_BUILD_BENCHMARKS=ON)
+jobs=$(nproc)
 if [ "${1:-}" = "--sanitize" ]; then
   build=build-asan
   flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRWKV_SANITIZE=address,undefined -DRWKV_BUILD_BENCHMARKS=OFF)
+elif [ "${1:-}" = "--tsan" ]; then
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRWKV_SANITIZE=thread -DRWKV_BUILD_BENCHMARKS=OFF
+  cmake --build build-tsan -j "$jobs" --target thread_safety_test batch_test
+  (cd build-tsan && ctest --output-on-failure -R "^(thread_safety_test|batch_test)$")
+  exit 0
 fi
-jobs=$(nproc)
 
 cmake -S . -B "$build" -G Ninja "${flags[@]}"
 cmake --build "$build" -j "$jobs"

@@ -4,17 +4,21 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <rwkv/any_model.hpp>
+#include <rwkv/generate.hpp>
 #include <rwkv/rwkv.hpp>
+#include <rwkv/tokenizer/world.hpp>
 
 namespace {
 
@@ -64,6 +68,21 @@ T parse_number(const std::string& s, const std::string& what) {
   return v;
 }
 
+// any_model with a thread pool bound, in the shape rwkv::generate expects.
+struct pooled {
+  using state_type = rwkv::any_state;
+  const rwkv::any_model& model;
+  rwkv::thread_pool* pool;
+  std::vector<float> prefill(std::span<const std::int32_t> t, state_type& s) const { return model.prefill(t, s, pool); }
+  std::vector<float> step(std::int32_t t, state_type& s) const { return model.step(t, s, pool); }
+};
+
+unsigned parse_threads(const args& a) {
+  const auto n = parse_number<int>(a.get("--threads").value_or("1"), "--threads");
+  if (n < 1 || n > 1024) throw usage_error("--threads must be between 1 and 1024");
+  return static_cast<unsigned>(n);
+}
+
 std::vector<std::int32_t> parse_tokens(const std::string& s) {
   std::vector<std::int32_t> out;
   std::size_t pos = 0;
@@ -97,7 +116,7 @@ int cmd_info(int argc, char** argv) {
 }
 
 int cmd_logits(int argc, char** argv) {
-  args a(argc, argv, {"--tokens", "--mode", "--out", "--precision"});
+  args a(argc, argv, {"--tokens", "--mode", "--out", "--precision", "--threads", "--state-in", "--state-out"});
   if (a.positional.size() != 1) throw usage_error("logits takes exactly one MODEL");
   const auto tokens_arg = a.get("--tokens");
   const auto out = a.get("--out");
@@ -108,52 +127,134 @@ int cmd_logits(int argc, char** argv) {
   const auto tokens = parse_tokens(*tokens_arg);
   const auto m = rwkv::any_model::load(a.positional[0], rwkv::parse_storage(a.get("--precision").value_or("f32")));
   const auto V = m.info().vocab;
+  rwkv::thread_pool pool(parse_threads(a));
   std::vector<float> logits;
   logits.reserve(tokens.size() * static_cast<std::size_t>(V));
-  auto s = m.make_state();
+  auto s = a.get("--state-in") ? m.load_state(*a.get("--state-in")) : m.make_state();
   if (mode == "step") {
     for (auto t : tokens) {
-      const auto row = m.step(t, s);
+      const auto row = m.step(t, s, &pool);
       logits.insert(logits.end(), row.begin(), row.end());
     }
   } else {
-    const auto all = m.forward(tokens, s, rwkv::logits_for::all);
+    const auto all = m.forward(tokens, s, rwkv::logits_for::all, &pool);
     logits.assign(all.data(), all.data() + all.size());
   }
+  if (auto path = a.get("--state-out")) s.save(*path);
   rwkv::io::save_safetensors(
       *out, {rwkv::io::tensor_to_write::from<float>("logits", {static_cast<std::int64_t>(tokens.size()), V}, logits)},
       {{"mode", mode}, {"model", a.positional[0]}});
   return 0;
 }
 
+// Calls f(tokenizer) with the tokenizer a model of this vocabulary size needs.
+template <class F>
+int with_tokenizer(std::int64_t vocab, const args& a, const std::string& model_path, F&& f) {
+  if (vocab == rwkv::byte_tokenizer::vocab_size) return f(rwkv::byte_tokenizer{});
+  if (vocab == 65536 || a.get("--vocab"))
+    return f(rwkv::world_tokenizer(a.get("--vocab").value_or(RWKV_DEFAULT_VOCAB)));
+  throw rwkv::error("no tokenizer for vocabulary size " + std::to_string(vocab) +
+                        " (byte-level models have 256, World models 65536; pass --vocab for another World vocabulary)",
+                    model_path);
+}
+
+const std::set<std::string> sampling_options = {"--max-tokens", "--temperature", "--top-p",        "--top-k",
+                                                "--seed",       "--precision",   "--threads",      "--vocab",
+                                                "--presence",   "--frequency",   "--penalty-decay"};
+
+rwkv::generation_params parse_generation(const args& a, int default_tokens) {
+  rwkv::generation_params g;
+  g.max_tokens = parse_number<int>(a.get("--max-tokens").value_or(std::to_string(default_tokens)), "--max-tokens");
+  g.sampling.temperature = parse_number<float>(a.get("--temperature").value_or("1.0"), "--temperature");
+  g.sampling.top_p = parse_number<float>(a.get("--top-p").value_or("0.85"), "--top-p");
+  g.sampling.top_k = parse_number<int>(a.get("--top-k").value_or("0"), "--top-k");
+  g.penalty.presence = parse_number<float>(a.get("--presence").value_or("0.2"), "--presence");
+  g.penalty.frequency = parse_number<float>(a.get("--frequency").value_or("0.2"), "--frequency");
+  g.penalty.decay = parse_number<float>(a.get("--penalty-decay").value_or("0.996"), "--penalty-decay");
+  g.seed = parse_number<std::uint64_t>(a.get("--seed").value_or("42"), "--seed");
+  return g;
+}
+
 int cmd_generate(int argc, char** argv) {
-  args a(argc, argv, {"--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed", "--precision"});
+  auto known = sampling_options;
+  known.insert("--prompt");
+  args a(argc, argv, known);
   if (a.positional.size() > 1) throw usage_error("generate takes at most one MODEL");
   const std::string path = a.positional.empty() ? std::string(RWKV_DEFAULT_MODEL) : a.positional[0];
   const auto m = rwkv::any_model::load(path, rwkv::parse_storage(a.get("--precision").value_or("f32")));
-  if (m.info().vocab != rwkv::byte_tokenizer::vocab_size)
-    throw rwkv::error("text generation needs a tokenizer for vocab " + std::to_string(m.info().vocab) +
-                          "; this build has the byte tokenizer (vocab 256) only",
-                      path);
   const std::string prompt = a.get("--prompt").value_or("\n");
   if (prompt.empty()) throw usage_error("--prompt must not be empty");
-  const auto max_tokens = parse_number<int>(a.get("--max-tokens").value_or("200"), "--max-tokens");
-  rwkv::sampling_params p;
-  p.temperature = parse_number<float>(a.get("--temperature").value_or("1.0"), "--temperature");
-  p.top_p = parse_number<float>(a.get("--top-p").value_or("0.85"), "--top-p");
-  p.top_k = parse_number<int>(a.get("--top-k").value_or("0"), "--top-k");
-  std::mt19937_64 rng(parse_number<std::uint64_t>(a.get("--seed").value_or("42"), "--seed"));
+  const auto params = parse_generation(a, 200);
+  rwkv::thread_pool pool(parse_threads(a));
+  return with_tokenizer(m.info().vocab, a, path, [&](const auto& tok) {
+    auto s = m.make_state();
+    std::cout << prompt << std::flush;
+    rwkv::generate(pooled{m, &pool}, s, tok, prompt, params, [](std::string_view piece) {
+      std::cout << piece << std::flush;
+      return true;
+    });
+    std::cout << "\n";
+    return 0;
+  });
+}
 
-  const rwkv::byte_tokenizer tok;
-  auto s = m.make_state();
-  auto logits = m.prefill(tok.encode(prompt), s);
-  std::cout << prompt << std::flush;
-  for (int i = 0; i < max_tokens; ++i) {
-    const auto next = rwkv::sample(logits, p, rng);
-    std::cout << static_cast<char>(next) << std::flush;
-    logits = m.step(next, s);
+// An interactive conversation: the state is kept between turns, so each turn only feeds the new text.
+int cmd_chat(int argc, char** argv) {
+  args a(argc, argv, sampling_options);
+  if (a.positional.size() > 1) throw usage_error("chat takes at most one MODEL");
+  const std::string path = a.positional.empty() ? std::string(RWKV_DEFAULT_MODEL) : a.positional[0];
+  const auto m = rwkv::any_model::load(path, rwkv::parse_storage(a.get("--precision").value_or("f32")));
+  auto params = parse_generation(a, 300);
+  params.stop_strings = {"\n\nUser:", "\n\n"};
+  rwkv::thread_pool pool(parse_threads(a));
+  return with_tokenizer(m.info().vocab, a, path, [&](const auto& tok) {
+    auto s = m.make_state();
+    std::cerr << "rwkv-cli chat: " << path << " (RWKV-" << m.info().version << "). Empty line or EOF ends.\n";
+    std::string line;
+    while (std::cout << "User: " << std::flush, std::getline(std::cin, line) && !line.empty()) {
+      std::cout << "Assistant:" << std::flush;
+      rwkv::generate(pooled{m, &pool}, s, tok, "User: " + line + "\n\nAssistant:", params, [](std::string_view piece) {
+        std::cout << piece << std::flush;
+        return true;
+      });
+      std::cout << "\n\n";
+      ++params.seed;
+    }
+    return 0;
+  });
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw rwkv::error("cannot open for reading", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int cmd_tokenize(int argc, char** argv) {
+  args a(argc, argv, {"--vocab", "--file"});
+  if (!a.positional.empty()) throw usage_error("tokenize takes no positional arguments");
+  const auto file = a.get("--file");
+  if (!file) throw usage_error("tokenize needs --file");
+  const rwkv::world_tokenizer tok(a.get("--vocab").value_or(RWKV_DEFAULT_VOCAB));
+  const auto ids = tok.encode(read_file(*file));
+  std::string out;
+  for (auto id : ids) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(id);
   }
-  std::cout << "\n";
+  std::cout << out << "\n";
+  return 0;
+}
+
+int cmd_detokenize(int argc, char** argv) {
+  args a(argc, argv, {"--vocab", "--tokens"});
+  const auto tokens = a.get("--tokens");
+  if (!tokens) throw usage_error("detokenize needs --tokens");
+  const rwkv::world_tokenizer tok(a.get("--vocab").value_or(RWKV_DEFAULT_VOCAB));
+  const auto bytes = tok.decode(parse_tokens(*tokens));
+  std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   return 0;
 }
 
@@ -166,6 +267,9 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info(argc, argv);
     if (cmd == "logits") return cmd_logits(argc, argv);
     if (cmd == "generate") return cmd_generate(argc, argv);
+    if (cmd == "chat") return cmd_chat(argc, argv);
+    if (cmd == "tokenize") return cmd_tokenize(argc, argv);
+    if (cmd == "detokenize") return cmd_detokenize(argc, argv);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::cout << usage_text;
       return 0;

@@ -17,6 +17,10 @@
 #include "rwkv/io/checkpoint.hpp"
 #include "rwkv/io/weight_reader.hpp"
 #include "rwkv/model/language_model.hpp"
+#include "rwkv/state_file.hpp"
+#include "rwkv/v4.hpp"
+#include "rwkv/v5.hpp"
+#include "rwkv/v6.hpp"
 #include "rwkv/v7.hpp"
 
 namespace rwkv {
@@ -45,6 +49,7 @@ class any_state {
     virtual std::unique_ptr<concept_t> clone() const = 0;
     virtual bool equals(const concept_t& other) const = 0;
     virtual std::vector<std::byte> to_bytes() const = 0;
+    virtual void save(const std::filesystem::path& path) const = 0;
   };
   template <class S>
   struct model_t final : concept_t {
@@ -55,6 +60,7 @@ class any_state {
       return o && o->value == value;
     }
     std::vector<std::byte> to_bytes() const override { return value.to_bytes(); }
+    void save(const std::filesystem::path& path) const override { save_state(path, value); }
     S value;
   };
 
@@ -72,6 +78,8 @@ class any_state {
   }
 
   std::vector<std::byte> to_bytes() const { return get().to_bytes(); }
+  // Writes the state as a safetensors state file (see rwkv/state_file.hpp).
+  void save(const std::filesystem::path& path) const { get().save(path); }
 
   // The concrete state (e.g. rwkv::v7::State) when its type is known; throws rwkv::error otherwise.
   template <class S>
@@ -91,11 +99,15 @@ class any_state {
 
 class any_model {
  public:
+  using state_type = any_state;
+
   struct concept_t {
     virtual ~concept_t() = default;
     virtual any_state make_state() const = 0;
-    virtual row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which) const = 0;
+    virtual row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which,
+                               thread_pool* pool) const = 0;
     virtual any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source) const = 0;
+    virtual any_state load_state(const std::filesystem::path& path) const = 0;
   };
 
   template <class M>
@@ -105,11 +117,15 @@ class any_model {
     any_state make_state() const override {
       return any_state(std::make_unique<any_state::model_t<S>>(model.make_state()));
     }
-    row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which) const override {
-      return model.forward(tokens, s.as<S>(), which);
+    row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which,
+                       thread_pool* pool) const override {
+      return model.forward(tokens, s.as<S>(), which, pool);
     }
     any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source) const override {
       return any_state(std::make_unique<any_state::model_t<S>>(S::from_bytes(bytes, model.make_state(), source)));
+    }
+    any_state load_state(const std::filesystem::path& path) const override {
+      return any_state(std::make_unique<any_state::model_t<S>>(rwkv::load_state(path, model.make_state())));
     }
     M model;
   };
@@ -141,21 +157,24 @@ class any_model {
   const model_info& info() const noexcept { return info_; }
   any_state make_state() const { return impl().make_state(); }
 
-  std::vector<float> step(std::int32_t token, any_state& s) const {
+  std::vector<float> step(std::int32_t token, any_state& s, thread_pool* pool = nullptr) const {
     const std::int32_t t[1] = {token};
-    const auto l = impl().forward(t, s, logits_for::last);
+    const auto l = impl().forward(t, s, logits_for::last, pool);
     return {l.data(), l.data() + l.size()};
   }
-  std::vector<float> prefill(std::span<const std::int32_t> tokens, any_state& s) const {
-    const auto l = impl().forward(tokens, s, logits_for::last);
+  std::vector<float> prefill(std::span<const std::int32_t> tokens, any_state& s, thread_pool* pool = nullptr) const {
+    const auto l = impl().forward(tokens, s, logits_for::last, pool);
     return {l.data(), l.data() + l.size()};
   }
-  row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which) const {
-    return impl().forward(tokens, s, which);
+  row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which,
+                     thread_pool* pool = nullptr) const {
+    return impl().forward(tokens, s, which, pool);
   }
   any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source = "<bytes>") const {
     return impl().state_from_bytes(bytes, source);
   }
+  // Reads a state file written by any_state::save / rwkv::save_state for a model of this shape.
+  any_state load_state(const std::filesystem::path& path) const { return impl().load_state(path); }
 
  private:
   static std::string dtype_summary(const std::vector<tensor_view>& tensors) {
@@ -212,18 +231,27 @@ class any_model {
   template <class P>
   void build(arch_version v, io::weight_reader& r) {
     switch (v) {
-      case arch_version::v7: {
-        const auto& rk = r.peek("blocks.0.att.r_k");
-        const std::int64_t n = rk.shape.size() == 2 ? rk.shape[1] : 0;
-        build_with_head_size<v7_model, P>(r, n, rk.name);
+      case arch_version::v4:
+        adopt(v4::Model<P>::from_reader(r));
         return;
-      }
-      default:
-        throw error(std::string("RWKV-") + version_name(v) + " checkpoints are not supported by this build yet",
-                    r.path());
+      case arch_version::v5_0:
+      case arch_version::v5_1:
+      case arch_version::v5_2:
+        build_with_head_size<v5_model, P>(r, v5::Config::from(r).head_size, "blocks.0.att.time_decay");
+        return;
+      case arch_version::v6:
+        build_with_head_size<v6_model, P>(r, v6::Config::from(r).head_size, "blocks.0.att.time_faaaa");
+        return;
+      case arch_version::v7:
+        build_with_head_size<v7_model, P>(r, v7::Config::from(r).head_size, "blocks.0.att.r_k");
+        return;
     }
   }
 
+  template <class P, class B, int N>
+  using v5_model = v5::Model<P, B, N>;
+  template <class P, class B, int N>
+  using v6_model = v6::Model<P, B, N>;
   template <class P, class B, int N>
   using v7_model = v7::Model<P, B, N>;
 

@@ -1,6 +1,7 @@
 #pragma once
 // Umbrella header: everything a user needs to load an RWKV checkpoint, run it and sample from it.
 
+#include "rwkv/batch.hpp"
 #include "rwkv/core/backend.hpp"
 #include "rwkv/core/config.hpp"
 #include "rwkv/core/error.hpp"
@@ -8,8 +9,15 @@
 #include "rwkv/core/precision.hpp"
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/detect.hpp"
+#include "rwkv/generate.hpp"
 #include "rwkv/io/safetensors.hpp"
 #include "rwkv/load.hpp"
+#include "rwkv/sample/penalties.hpp"
 #include "rwkv/sample/sampler.hpp"
+#include "rwkv/state_file.hpp"
 #include "rwkv/tokenizer/bytes.hpp"
+#include "rwkv/tokenizer/world.hpp"
+#include "rwkv/v4.hpp"
+#include "rwkv/v5.hpp"
+#include "rwkv/v6.hpp"
 #include "rwkv/v7.hpp"

@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE rwkv_cli
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -56,13 +57,19 @@ fs::path temp_file(const std::string& name) {
   return fs::temp_directory_path() / (std::to_string(::getpid()) + "_" + name);
 }
 
+// `tensor` may carry extra CLI options after the golden tensor name ("logits_bf16w --precision bf16").
 void check_logits(const std::string& model, const std::string& golden_name, const std::string& mode,
-                  const std::string& tensor) {
+                  std::string tensor) {
+  std::string extra;
+  if (const auto sp = tensor.find(' '); sp != std::string::npos) {
+    extra = tensor.substr(sp);
+    tensor.resize(sp);
+  }
   const auto golden = rwkv::io::safetensors_file::open(data_path(golden_name + ".golden.safetensors"));
   const auto tokens = rwkv::test::ints(golden.at("tokens"));
   const auto out = temp_file(golden_name + mode + ".safetensors");
-  const auto r =
-      run("logits " + data_path(model) + " --tokens " + join(tokens) + " --mode " + mode + " --out " + out.string());
+  const auto r = run("logits " + data_path(model) + " --tokens " + join(tokens) + " --mode " + mode + " --out " +
+                     out.string() + extra);
   BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
   const auto got = rwkv::io::safetensors_file::open(out);
   const auto& l = got.at("logits");
@@ -89,6 +96,28 @@ BOOST_AUTO_TEST_CASE(logits_step_reproduces_goldens) {
 BOOST_AUTO_TEST_CASE(logits_sequence_reproduces_goldens) {
   check_logits("v7-dev.model.safetensors", "v7-dev", "sequence", "logits_seq");
   check_logits("tiny-7v0.model.safetensors", "tiny-7v0", "sequence", "logits_seq");
+}
+
+BOOST_AUTO_TEST_CASE(logits_reproduce_every_dev_golden_through_version_detection) {
+  for (const std::string name : {"v4-dev", "v5.1-dev", "v5.2-dev", "v6-dev", "tiny-4v0", "tiny-5v2"}) {
+    check_logits(name + ".model.safetensors", name, "step", "logits");
+    check_logits(name + ".model.safetensors", name, "sequence", "logits_seq");
+  }
+  for (const std::string name : {"v4-dev", "v5.1-dev", "v5.2-dev", "v6-dev"})
+    check_logits(name + ".model.bf16.safetensors", name, "step", "logits_bf16w --precision bf16");
+}
+
+BOOST_AUTO_TEST_CASE(info_names_every_version) {
+  const std::pair<const char*, const char*> cases[] = {{"v4-dev", "4"},     {"v5.1-dev", "5.1"}, {"v5.2-dev", "5.2"},
+                                                       {"v6-dev", "6"},     {"v7-dev", "7"},     {"tiny-4v0", "4"},
+                                                       {"tiny-5v2", "5.2"}, {"tiny-7v0", "7"}};
+  for (const auto& [file, version] : cases) {
+    const auto r = run("info " + data_path(std::string(file) + ".model.safetensors"));
+    BOOST_CHECK_MESSAGE(r.out.find(std::string("version: ") + version + "\n") != std::string::npos, file << ":\n"
+                                                                                                         << r.out);
+  }
+  const auto tiny5 = run("info " + data_path("tiny-5v2.model.safetensors"));
+  BOOST_CHECK(tiny5.out.find("head_size: 8\n") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(logits_from_bf16_file) {
@@ -118,6 +147,70 @@ BOOST_AUTO_TEST_CASE(generate_is_reproducible_with_a_seed) {
   BOOST_CHECK_EQUAL(a.out, b.out);
   BOOST_CHECK(a.out.rfind("Hello", 0) == 0);
   BOOST_CHECK_EQUAL(a.out.size(), 5u + 40u + 1u);  // prompt, one byte per token, final newline
+}
+
+BOOST_AUTO_TEST_CASE(logits_with_bf16_storage_reproduce_the_bf16_golden) {
+  check_logits("v7-dev.model.bf16.safetensors", "v7-dev", "step", "logits_bf16w --precision bf16");
+}
+
+// A state saved mid-sequence by one process and loaded by another continues with identical logits.
+BOOST_AUTO_TEST_CASE(state_saved_and_loaded_across_processes) {
+  const auto golden = rwkv::io::safetensors_file::open(data_path("v7-dev.golden.safetensors"));
+  const auto tokens = rwkv::test::ints(golden.at("tokens"));
+  const std::vector<std::int32_t> head(tokens.begin(), tokens.begin() + 15), tail(tokens.begin() + 15, tokens.end());
+  const auto state = temp_file("mid.state.safetensors"), a = temp_file("a.safetensors"), b = temp_file("b.safetensors");
+  const std::string model = data_path("v7-dev.model.safetensors");
+  BOOST_REQUIRE_EQUAL(
+      run("logits " + model + " --tokens " + join(head) + " --out " + a.string() + " --state-out " + state.string())
+          .code,
+      0);
+  const auto r = run("logits " + model + " --tokens " + join(tail) + " --out " + b.string() + " --state-in " +
+                     state.string() + " --threads 2");
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  // Rows of the continued run are rows 15.. of the reference's step logits.
+  auto want = floats(golden.at("logits"));
+  want.erase(want.begin(), want.begin() + 15 * 512);
+  check_close(floats(rwkv::io::safetensors_file::open(b).at("logits")), want, rwkv::test::logits_tol, "continued run");
+  // The same state file refused by another model.
+  const auto bad = run("logits " + data_path("tiny-7v0.model.safetensors") + " --tokens 1 --out " + b.string() +
+                       " --state-in " + state.string());
+  check_one_line_error(bad);
+  BOOST_CHECK(bad.err.find("state file is for RWKV-7 with 2 layers") != std::string::npos);
+  fs::remove(state);
+  fs::remove(a);
+  fs::remove(b);
+}
+
+BOOST_AUTO_TEST_CASE(tokenize_and_detokenize_contract) {
+  const auto in = temp_file("text.txt");
+  {
+    std::ofstream f(in, std::ios::binary);
+    f << "Hello, \xe4\xb8\x96\xe7\x95\x8c! rwkv";
+  }
+  const auto t = run("tokenize --file " + in.string());
+  BOOST_REQUIRE_MESSAGE(t.code == 0, t.err);
+  // From the official World tokenizer (independent of our code): "Hello" "," " " "世界" "!" " r" "wkv"
+  BOOST_CHECK_EQUAL(t.out, "33155,45,33,10267,14610,34,4771,2003\n");
+  const auto d = run("detokenize --tokens 33155,45,33,10267,14610,34,4771,2003");
+  BOOST_CHECK_EQUAL(d.out, "Hello, \xe4\xb8\x96\xe7\x95\x8c! rwkv");
+  check_one_line_error(run("detokenize --tokens 70000"));
+  fs::remove(in);
+}
+
+BOOST_AUTO_TEST_CASE(chat_keeps_the_state_between_turns) {
+  const auto r = run("chat --max-tokens 8 --temperature 0 < /dev/null");
+  BOOST_CHECK_EQUAL(r.code, 0);
+  const auto input = temp_file("chat.txt");
+  {
+    std::ofstream f(input);
+    f << "hi\nagain\n";
+  }
+  const auto two = run("chat --max-tokens 8 --temperature 0 < " + input.string());
+  BOOST_REQUIRE_MESSAGE(two.code == 0, two.err);
+  std::size_t prompts = 0;
+  for (auto at = two.out.find("User: "); at != std::string::npos; at = two.out.find("User: ", at + 1)) ++prompts;
+  BOOST_CHECK_EQUAL(prompts, 3u);  // two turns, then the prompt that meets end of input
+  fs::remove(input);
 }
 
 BOOST_AUTO_TEST_CASE(failures_are_one_line_errors) {

@@ -12,6 +12,7 @@
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/io/mapped_file.hpp"
+#include "rwkv/io/pth.hpp"
 #include "rwkv/io/safetensors.hpp"
 
 namespace rwkv::io {
@@ -20,9 +21,12 @@ enum class file_format { safetensors, pth, rwkvcpp };
 
 inline const char* format_name(file_format f) {
   switch (f) {
-    case file_format::safetensors: return "safetensors";
-    case file_format::pth: return "pth";
-    case file_format::rwkvcpp: return "rwkv.cpp";
+    case file_format::safetensors:
+      return "safetensors";
+    case file_format::pth:
+      return "pth";
+    case file_format::rwkvcpp:
+      return "rwkv.cpp";
   }
   return "?";
 }
@@ -30,8 +34,8 @@ inline const char* format_name(file_format f) {
 struct checkpoint {
   std::string path;
   file_format format = file_format::safetensors;
-  std::vector<tensor_view> tensors;          // official names, row-major, little-endian
-  std::shared_ptr<const void> owner;         // keeps the views' memory alive
+  std::vector<tensor_view> tensors;   // official names, row-major, little-endian
+  std::shared_ptr<const void> owner;  // keeps the views' memory alive
   std::map<std::string, std::string> metadata;
 };
 
@@ -51,6 +55,10 @@ inline checkpoint open_checkpoint(const std::filesystem::path& path) {
     case file_format::safetensors: {
       safetensors_file st(file);
       return {st.path(), format, st.tensors(), st.owner(), st.metadata()};
+    }
+    case file_format::pth: {
+      pth_file pth(file);
+      return {pth.path(), format, pth.tensors(), pth.owner(), {}};
     }
     default:
       throw error(std::string(format_name(format)) + " files are not supported by this build yet", file->name());

@@ -70,6 +70,18 @@ class weight_reader {
     return to_floats(t);
   }
 
+  // A tensor of exactly `shape` (leading unit dimensions beyond it are accepted) as floats, row-major.
+  std::vector<float> dense(const std::string& name, const std::vector<std::int64_t>& shape) {
+    const auto& t = take(name);
+    std::vector<std::int64_t> s(t.shape.begin(), t.shape.end());
+    while (s.size() > shape.size() && s.front() == 1) s.erase(s.begin());
+    if (s != shape) {
+      std::string want = shape_string(shape);
+      fail("shape " + shape_string(t.shape) + " does not match the expected " + want, name);
+    }
+    return to_floats(t);
+  }
+
   // A (rows x cols) weight matrix in storage type T, zero-copy when the file already holds T aligned.
   template <class T>
   matrix<T> weight(const std::string& name, std::int64_t rows, std::int64_t cols) {

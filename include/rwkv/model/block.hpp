@@ -3,6 +3,7 @@
 // (spec/README.md §2). The mixers see the LayerNorm-ed input; their outputs are added to the raw stream.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -65,10 +66,52 @@ class Block {
     x += out;
   }
 
+  // Batched decoding: row b of x is one token of sequence b, whose block state is *states[b]. Mixers with a
+  // forward_batch (matrix products over the B rows) use it; others run row by row with the same result.
+  void forward_batch(row_matrix& x, std::span<state_type* const> states, context& ctx) const {
+    std::vector<typename TimeMix::state_type*> att(states.size());
+    std::vector<typename ChannelMix::state_type*> ffn(states.size());
+    for (std::size_t b = 0; b < states.size(); ++b) {
+      att[b] = &states[b]->att;
+      ffn[b] = &states[b]->ffn;
+    }
+    row_matrix normed(x.rows(), x.cols()), out;
+    norm_rows(x, ln1_w_, ln1_b_, normed);
+    batch_call(att_, normed, std::span<typename TimeMix::state_type* const>(att), ctx, out);
+    x += out;
+    norm_rows(x, ln2_w_, ln2_b_, normed);
+    batch_call(ffn_, normed, std::span<typename ChannelMix::state_type* const>(ffn), ctx, out);
+    x += out;
+  }
+
   const TimeMix& att() const noexcept { return att_; }
   const ChannelMix& ffn() const noexcept { return ffn_; }
 
  private:
+  template <class Mixer, class S>
+  static void batch_call(const Mixer& m, const row_matrix& x, std::span<S* const> states, context& ctx,
+                         row_matrix& out) {
+    if constexpr (requires { m.forward_batch(x, states, ctx, out); }) {
+      m.forward_batch(x, states, ctx, out);
+    } else {
+      // Row by row; a per-row context keeps cross-layer entries (v_first) aligned with their row.
+      out.resize(x.rows(), x.cols());
+      row_matrix one(1, x.cols()), o;
+      for (Eigen::Index b = 0; b < x.rows(); ++b) {
+        context row_ctx;
+        row_ctx.pool = ctx.pool;
+        if (ctx.v_first.rows() == x.rows()) row_ctx.v_first = ctx.v_first.row(b);
+        one = x.row(b);
+        m.forward(one, *states[static_cast<std::size_t>(b)], row_ctx, o);
+        if (row_ctx.v_first.rows() == 1) {
+          if (ctx.v_first.rows() != x.rows()) ctx.v_first.resize(x.rows(), x.cols());
+          ctx.v_first.row(b) = row_ctx.v_first.row(0);
+        }
+        out.row(b) = o.row(0);
+      }
+    }
+  }
+
   void norm_rows(const row_matrix& x, const std::vector<float>& w, const std::vector<float>& b, row_matrix& out) const {
     for (Eigen::Index t = 0; t < x.rows(); ++t)
       kernel::cpu::layer_norm(x.row(t).data(), w.data(), b.data(), out.row(t).data(),

@@ -100,6 +100,30 @@ class LanguageModel {
     return head(x, which == logits_for::all ? 0 : x.rows() - 1, pool);
   }
 
+  // Batched decoding: token b belongs to the sequence whose state is *states[b]; returns B x V logits.
+  // One matrix product over the B rows per weight, instead of B matrix-vector products.
+  row_matrix forward_batch(std::span<const std::int32_t> tokens, std::span<state_type* const> states,
+                           thread_pool* pool = nullptr) const {
+    if (tokens.size() != states.size())
+      throw error(std::to_string(tokens.size()) + " tokens for " + std::to_string(states.size()) + " states", source_);
+    for (auto* s : states) {
+      if (!s) throw error("null state in batch", source_);
+      check(tokens, *s);
+    }
+    for (std::size_t a = 0; a < states.size(); ++a)
+      for (std::size_t b = a + 1; b < states.size(); ++b)
+        if (states[a] == states[b]) throw error("the same state appears twice in one batch", source_);
+    row_matrix x = embed(tokens);
+    context ctx;
+    ctx.pool = pool;
+    std::vector<typename block_type::state_type*> layer(states.size());
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      for (std::size_t b = 0; b < states.size(); ++b) layer[b] = &states[b]->layers[i];
+      blocks_[i].forward_batch(x, layer, ctx);
+    }
+    return head(x, 0, pool);
+  }
+
   // ln0(emb[token]) for each token (T x C). The reference pre-applies ln0 to the table; doing it per lookup
   // is the same function and keeps the table in its storage type.
   row_matrix embed(std::span<const std::int32_t> tokens) const {

@@ -9,6 +9,7 @@
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/precision.hpp"
 #include "rwkv/io/weight_reader.hpp"
+#include "rwkv/model/row_states.hpp"
 #include "rwkv/v7/config.hpp"
 #include "rwkv/v7/time_mix.hpp"
 
@@ -47,23 +48,30 @@ class ChannelMix {
   state_type make_state() const { return {std::vector<float>(static_cast<std::size_t>(n_embd_), 0.f)}; }
 
   void forward(const row_matrix& x, state_type& s, context& ctx, row_matrix& out) const {
+    run(x, row_states<state_type>::sequence(s), ctx, out);
+  }
+
+  void forward_batch(const row_matrix& x, std::span<state_type* const> states, context& ctx, row_matrix& out) const {
+    run(x, row_states<state_type>::batch(states), ctx, out);
+  }
+
+ private:
+  void run(const row_matrix& x, const row_states<state_type>& rows, context& ctx, row_matrix& out) const {
     using arch = typename B::arch;
     const auto T = x.rows();
     row_matrix xk(T, n_embd_);
     for (Eigen::Index t = 0; t < T; ++t) {
       const float* cur = x.row(t).data();
-      const float* prev = t == 0 ? s.shift.data() : x.row(t - 1).data();
+      const float* prev = rows.previous(x, t, &state_type::shift);
       for (Eigen::Index c = 0; c < n_embd_; ++c) xk(t, c) = cur[c] + (prev[c] - cur[c]) * x_k_[c];
     }
     row_matrix hidden;
     kernel::cpu::linear<arch>(key_, xk, hidden, ctx.pool);
     hidden = hidden.unaryExpr([](float q) { return q > 0.f ? q * q : 0.f; });
     kernel::cpu::linear<arch>(value_, hidden, out, ctx.pool);
-    const float* last = x.row(T - 1).data();
-    s.shift.assign(last, last + n_embd_);
+    rows.store_last(x, &state_type::shift);
   }
 
- private:
   std::int64_t n_embd_ = 0;
   std::vector<float> x_k_;
   matrix<weight_type> key_, value_;

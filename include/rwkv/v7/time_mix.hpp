@@ -19,6 +19,7 @@
 #include "rwkv/kernel/cpu/linear.hpp"
 #include "rwkv/kernel/cpu/norm.hpp"
 #include "rwkv/kernel/cpu/wkv7.hpp"
+#include "rwkv/model/row_states.hpp"
 #include "rwkv/v7/config.hpp"
 
 namespace rwkv::v7 {
@@ -109,8 +110,21 @@ class TimeMix {
             std::vector<float>(static_cast<std::size_t>(cfg_.n_head * HeadSize * HeadSize), 0.f)};
   }
 
-  // x: T x C rows of ln1 output; out: T x C. Reads/writes ctx.v_first (layer 0 writes it).
+  // x: T x C rows of ln1 output (consecutive tokens); out: T x C. Layer 0 writes ctx.v_first, others read it.
   void forward(const row_matrix& x, state_type& s, context& ctx, row_matrix& out) const {
+    run(x, row_states<state_type>::sequence(s), ctx, out);
+  }
+
+  // Batched decoding: row b is one token of sequence b, whose state is *states[b].
+  void forward_batch(const row_matrix& x, std::span<state_type* const> states, context& ctx, row_matrix& out) const {
+    run(x, row_states<state_type>::batch(states), ctx, out);
+  }
+
+  const Config& cfg() const noexcept { return cfg_; }
+  std::int64_t layer() const noexcept { return layer_; }
+
+ private:
+  void run(const row_matrix& x, const row_states<state_type>& rows, context& ctx, row_matrix& out) const {
     using arch = typename B::arch;
     using namespace kernel::cpu;
     const auto T = x.rows();
@@ -121,7 +135,7 @@ class TimeMix {
     row_matrix xr(T, C), xw(T, C), xk(T, C), xv(T, C), xa(T, C), xg(T, C);
     for (Eigen::Index t = 0; t < T; ++t) {
       const float* cur = x.row(t).data();
-      const float* prev = t == 0 ? s.shift.data() : x.row(t - 1).data();
+      const float* prev = rows.previous(x, t, &state_type::shift);
       for (Eigen::Index c = 0; c < C; ++c) {
         const float d = prev[c] - cur[c];
         xr(t, c) = cur[c] + d * x_r_[c];
@@ -189,10 +203,10 @@ class TimeMix {
     auto run_heads = [&](std::int64_t h0, std::int64_t h1) {
       for (std::int64_t h = h0; h < h1; ++h) {
         const Eigen::Index o = h * N;
-        float* S = s.wkv.data() + h * N * N;
         for (Eigen::Index t = 0; t < T; ++t)
-          wkv7_step<arch, N>(S, r.row(t).data() + o, z.row(t).data() + o, k.row(t).data() + o, v.row(t).data() + o,
-                             a.row(t).data() + o, b.row(t).data() + o, y.row(t).data() + o);
+          wkv7_step<arch, N>(rows.of(t).wkv.data() + h * N * N, r.row(t).data() + o, z.row(t).data() + o,
+                             k.row(t).data() + o, v.row(t).data() + o, a.row(t).data() + o, b.row(t).data() + o,
+                             y.row(t).data() + o);
       }
     };
     if (T > 1)
@@ -213,14 +227,9 @@ class TimeMix {
     }
     linear<arch>(output_, yg, out, ctx.pool);
 
-    const float* last = x.row(T - 1).data();
-    s.shift.assign(last, last + C);
+    rows.store_last(x, &state_type::shift);
   }
 
-  const Config& cfg() const noexcept { return cfg_; }
-  std::int64_t layer() const noexcept { return layer_; }
-
- private:
   Config cfg_;
   std::int64_t layer_ = 0;
   std::vector<float> x_r_, x_w_, x_k_, x_v_, x_a_, x_g_, w0_, a0_, v0_, k_k_, k_a_, r_k_, ln_x_w_, ln_x_b_;

@@ -1,0 +1,44 @@
+#pragma once
+// RWKV-5 (5.0 / 5.1 / 5.2) as a whole model: the generic LanguageModel around v5 blocks (spec/v5.md). One type
+// runs all three sub-versions; which one a file holds is model.cfg().version ("5.0", "5.1", "5.2" via
+// cfg().version_string()). The state's version tag is "5".
+
+#include <string>
+
+#include "rwkv/core/backend.hpp"
+#include "rwkv/core/precision.hpp"
+#include "rwkv/model/block.hpp"
+#include "rwkv/model/language_model.hpp"
+#include "rwkv/model/state.hpp"
+#include "rwkv/v5/channel_mix.hpp"
+#include "rwkv/v5/config.hpp"
+#include "rwkv/v5/time_mix.hpp"
+
+namespace rwkv::v5 {
+
+template <Precision P = f32, Backend B = cpu<>, int HeadSize = 64>
+using Block = rwkv::Block<TimeMix<P, B, HeadSize>, ChannelMix<P, B>>;
+
+using LayerState = BlockState<TimeMixState, ChannelMixState>;
+using State = rwkv::State<LayerState>;
+
+template <Precision P, Backend B, int HeadSize>
+struct model_traits {
+  using config_type = Config;
+  using block_type = Block<P, B, HeadSize>;
+  using precision_type = P;
+  using backend_type = B;
+  static constexpr const char* version = "5";
+
+  static void check(const Config& c, const io::weight_reader& r) {
+    if (c.head_size != HeadSize)
+      r.fail("head size " + std::to_string(c.head_size) +
+                 " is not supported by this model type (compiled for head size " + std::to_string(HeadSize) + ")",
+             "blocks.0.att.time_decay");
+  }
+};
+
+template <Precision P = f32, Backend B = cpu<>, int HeadSize = 64>
+using Model = LanguageModel<model_traits<P, B, HeadSize>>;
+
+}  // namespace rwkv::v5

@@ -1,0 +1,167 @@
+#pragma once
+// RWKV-5 time mixing, 5.0 / 5.1 / 5.2 in one class (spec/v5.md (b), (d)). Stateless: weights only; the recurrent
+// state is passed in. One code path serves both forms: T = 1 rows is the RNN step (matrix-vector products),
+// T > 1 the sequence form (every projection one matrix product over the T rows, the WKV serial in time).
+// The sub-versions differ only in data: the gate (absent in 5.0), the decay (one per head in 5.0/5.1, broadcast
+// to the head's N channels; one per channel in 5.2) and the bonus (exp(time_first) or raw time_faaaa).
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "rwkv/core/backend.hpp"
+#include "rwkv/core/context.hpp"
+#include "rwkv/core/precision.hpp"
+#include "rwkv/io/weight_reader.hpp"
+#include "rwkv/kernel/cpu/activation.hpp"
+#include "rwkv/kernel/cpu/linear.hpp"
+#include "rwkv/kernel/cpu/norm.hpp"
+#include "rwkv/kernel/cpu/wkv5.hpp"
+#include "rwkv/v5/config.hpp"
+
+namespace rwkv::v5 {
+
+// GroupNorm eps of ln_x: the official reference's 64e-5 (= training's 1e-5 · head_size_divisor²), not rwkv.cpp's
+// 1e-5 (spec/README.md §3).
+inline constexpr float group_norm_eps = 64e-5f;
+
+struct TimeMixState {
+  std::vector<float> shift;  // previous token's ln1 output (C)
+  std::vector<float> wkv;    // H x N x N, [h][key][value]
+  friend bool operator==(const TimeMixState&, const TimeMixState&) = default;
+  template <class F>
+  void visit(F&& f) {
+    f("shift", shift);
+    f("wkv", wkv);
+  }
+  template <class F>
+  void visit(F&& f) const {
+    f("shift", shift);
+    f("wkv", wkv);
+  }
+};
+
+namespace detail {
+
+// A per-head (H) or per-channel (H, N) parameter as A = H·N floats (per-head values broadcast to the head).
+inline std::vector<float> per_channel(io::weight_reader& r, const std::string& name, std::int64_t H, std::int64_t N) {
+  const auto& t = r.peek(name);
+  if (t.numel() == H * N && N > 1) return r.dense(name, H, N);
+  auto v = r.vector(name, H);
+  std::vector<float> out(static_cast<std::size_t>(H * N));
+  for (std::int64_t h = 0; h < H; ++h)
+    for (std::int64_t j = 0; j < N; ++j) out[static_cast<std::size_t>(h * N + j)] = v[static_cast<std::size_t>(h)];
+  return out;
+}
+
+}  // namespace detail
+
+template <Precision P = f32, Backend B = cpu<>, int HeadSize = 64>
+class TimeMix {
+ public:
+  using precision_type = P;
+  using backend_type = B;
+  using weight_type = typename P::weight_type;
+  using state_type = TimeMixState;
+  static constexpr int head_size = HeadSize;
+
+  TimeMix() = default;
+
+  TimeMix(io::weight_reader& r, const Config& c, std::int64_t layer) : cfg_(c), layer_(layer) {
+    const std::string p = "blocks." + std::to_string(layer) + ".att.";
+    const auto C = c.n_embd, A = c.dim_att, H = c.n_head, N = c.head_size;
+    mix_k_ = r.vector(p + "time_mix_k", C);
+    mix_v_ = r.vector(p + "time_mix_v", C);
+    mix_r_ = r.vector(p + "time_mix_r", C);
+    // w = exp(-exp(time_decay)) in float32, one value per key channel.
+    decay_ = detail::per_channel(r, p + "time_decay", H, N);
+    for (auto& d : decay_) d = std::exp(-std::exp(d));
+    // u: time_faaaa raw; time_first exp'd, unless the model names its bonus time_faaaa anywhere (spec/v5.md).
+    const bool faaaa = r.has(p + "time_faaaa");
+    bonus_ = detail::per_channel(r, p + (faaaa ? "time_faaaa" : "time_first"), H, N);
+    if (!c.bonus_raw)
+      for (auto& u : bonus_) u = std::exp(u);
+    ln_x_w_ = r.vector(p + "ln_x.weight", A);
+    ln_x_b_ = r.vector(p + "ln_x.bias", A);
+    receptance_ = r.weight<weight_type>(p + "receptance.weight", A, C);
+    key_ = r.weight<weight_type>(p + "key.weight", A, C);
+    value_ = r.weight<weight_type>(p + "value.weight", A, C);
+    output_ = r.weight<weight_type>(p + "output.weight", C, A);
+    if (c.gate) {
+      mix_g_ = r.vector(p + "time_mix_g", C);
+      gate_ = r.weight<weight_type>(p + "gate.weight", A, C);
+    }
+    initial_wkv_ = detail::initial_wkv(r, p, H, N);
+  }
+
+  // Zero shift; the WKV state is zero or, for state-tuned checkpoints, `time_state` (transposed to [key][value]).
+  state_type make_state() const {
+    return {std::vector<float>(static_cast<std::size_t>(cfg_.n_embd), 0.f), initial_wkv_};
+  }
+
+  // x: T x C rows of ln1 output; out: T x C.
+  void forward(const row_matrix& x, state_type& s, context&, row_matrix& out) const {
+    using arch = typename B::arch;
+    using namespace kernel::cpu;
+    const auto T = x.rows();
+    const auto C = cfg_.n_embd;
+    const auto A = cfg_.dim_att;
+    const auto H = cfg_.n_head;
+    constexpr int N = HeadSize;
+    const bool gated = cfg_.gate;
+
+    // Token shift, v4/v5 parameterization: x·μ + prev·(1 − μ).
+    row_matrix xk(T, C), xv(T, C), xr(T, C), xg(gated ? T : 0, C);
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const float* cur = x.row(t).data();
+      const float* prev = t == 0 ? s.shift.data() : x.row(t - 1).data();
+      for (Eigen::Index c = 0; c < C; ++c) {
+        xk(t, c) = cur[c] * mix_k_[c] + prev[c] * (1.f - mix_k_[c]);
+        xv(t, c) = cur[c] * mix_v_[c] + prev[c] * (1.f - mix_v_[c]);
+        xr(t, c) = cur[c] * mix_r_[c] + prev[c] * (1.f - mix_r_[c]);
+        if (gated) xg(t, c) = cur[c] * mix_g_[c] + prev[c] * (1.f - mix_g_[c]);
+      }
+    }
+
+    row_matrix r, k, v, g;
+    linear<arch>(receptance_, xr, r);
+    linear<arch>(key_, xk, k);
+    linear<arch>(value_, xv, v);
+    if (gated) {
+      linear<arch>(gate_, xg, g);
+      g = g.unaryExpr([](float q) { return q * sigmoid(q); });
+    }
+
+    row_matrix y(T, A);
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index h = 0; h < H; ++h) {
+        const Eigen::Index o = h * N;
+        wkv5_step<arch, N>(s.wkv.data() + h * N * N, r.row(t).data() + o, k.row(t).data() + o, v.row(t).data() + o,
+                           decay_.data() + o, bonus_.data() + o, y.row(t).data() + o);
+      }
+
+    row_matrix yn(T, A);
+    for (Eigen::Index t = 0; t < T; ++t)
+      group_norm(y.row(t).data(), ln_x_w_.data(), ln_x_b_.data(), yn.row(t).data(), static_cast<std::size_t>(H), N,
+                 group_norm_eps);
+    if (gated) yn.array() *= g.array();
+    linear<arch>(output_, yn, out);
+
+    const float* last = x.row(T - 1).data();
+    s.shift.assign(last, last + C);
+  }
+
+  const Config& cfg() const noexcept { return cfg_; }
+  std::int64_t layer() const noexcept { return layer_; }
+
+ private:
+  Config cfg_;
+  std::int64_t layer_ = 0;
+  std::vector<float> mix_k_, mix_v_, mix_r_, mix_g_, decay_, bonus_, ln_x_w_, ln_x_b_, initial_wkv_;
+  matrix<weight_type> receptance_, key_, value_, output_, gate_;
+};
+
+}  // namespace rwkv::v5
