@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -26,14 +27,23 @@ struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-constexpr const char* usage_text =
-    "usage:\n"
-    "  rwkv-cli info MODEL\n"
-    "  rwkv-cli logits MODEL --tokens 1,2,3 [--mode step|sequence] --out FILE.safetensors\n"
-    "  rwkv-cli generate [MODEL] [--prompt TEXT] [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed "
-    "S]\n"
-    "\n"
-    "MODEL is a safetensors checkpoint with official RWKV tensor names (F32, F16 or BF16).\n";
+constexpr const char* usage_text = R"(usage:
+  rwkv-cli info MODEL
+  rwkv-cli logits MODEL --tokens 1,2,3 [--mode step|sequence] --out FILE.safetensors [--precision P]
+                  [--threads N] [--state-in FILE] [--state-out FILE]
+  rwkv-cli generate [MODEL] [--prompt TEXT] [SAMPLING]
+  rwkv-cli chat [MODEL] [SAMPLING]
+  rwkv-cli convert MODEL --out OUT.safetensors [--dtype f32|bf16|f16]
+  rwkv-cli tokenize [--vocab PATH] --file F       token ids of the file's bytes, comma-separated
+  rwkv-cli detokenize [--vocab PATH] --tokens 1,2,3
+
+SAMPLING: [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--presence A] [--frequency A]
+          [--penalty-decay D] [--seed S] [--precision P] [--threads N] [--vocab PATH]
+
+MODEL is an RWKV-4, 5.x, 6 or 7 checkpoint: safetensors, PyTorch .pth or rwkv.cpp .bin, recognised by content.
+P is the weight storage: f32 (default), bf16 or f16; arithmetic and the state are always float32.
+generate and chat default to the tiny RWKV-7 model bundled in the source tree.
+)";
 
 // Positional arguments and --key value options (every option takes a value).
 struct args {
@@ -224,6 +234,48 @@ int cmd_chat(int argc, char** argv) {
   });
 }
 
+// Any supported checkpoint to a safetensors file with official names, optionally changing the float dtype.
+int cmd_convert(int argc, char** argv) {
+  args a(argc, argv, {"--out", "--dtype"});
+  if (a.positional.size() != 1) throw usage_error("convert takes exactly one input MODEL");
+  const auto out = a.get("--out");
+  if (!out) throw usage_error("convert needs --out");
+  const auto dtype = a.get("--dtype").value_or("keep");
+  if (dtype != "keep" && dtype != "f32" && dtype != "bf16" && dtype != "f16")
+    throw usage_error("--dtype must be f32, bf16 or f16");
+  const auto in = rwkv::io::open_checkpoint(a.positional[0]);
+  const auto version = rwkv::detect_version(in.tensors, in.path);
+  std::vector<rwkv::io::tensor_to_write> tensors;
+  for (const auto& t : in.tensors) {
+    rwkv::io::tensor_to_write w{t.name, t.type, t.shape, {}};
+    const bool is_float = t.type == rwkv::dtype::f32 || t.type == rwkv::dtype::f16 || t.type == rwkv::dtype::bf16;
+    if (!is_float || dtype == "keep" || dtype == rwkv::dtype_name(t.type)) {
+      w.bytes.assign(t.data, t.data + t.nbytes);
+    } else {
+      const auto n = static_cast<std::size_t>(t.numel());
+      auto put = [&]<class T>(T) {
+        w.type = rwkv::dtype_of<T>();
+        w.bytes.resize(n * sizeof(T));
+        for (std::size_t i = 0; i < n; ++i) {
+          const T v = rwkv::from_float<T>(rwkv::load_as_float(t, i));
+          std::memcpy(w.bytes.data() + i * sizeof(T), &v, sizeof(T));
+        }
+      };
+      if (dtype == "f32") put(float{});
+      if (dtype == "bf16") put(rwkv::bf16{});
+      if (dtype == "f16") put(rwkv::f16{});
+    }
+    tensors.push_back(std::move(w));
+  }
+  rwkv::io::save_safetensors(*out, tensors,
+                             {{"format", "pt"},
+                              {"rwkv_version", rwkv::version_name(version)},
+                              {"converted_from", std::string(rwkv::io::format_name(in.format))}});
+  std::cerr << "rwkv-cli: wrote " << tensors.size() << " tensors (RWKV-" << rwkv::version_name(version) << ") to "
+            << *out << "\n";
+  return 0;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw rwkv::error("cannot open for reading", path);
@@ -268,6 +320,7 @@ int main(int argc, char** argv) {
     if (cmd == "logits") return cmd_logits(argc, argv);
     if (cmd == "generate") return cmd_generate(argc, argv);
     if (cmd == "chat") return cmd_chat(argc, argv);
+    if (cmd == "convert") return cmd_convert(argc, argv);
     if (cmd == "tokenize") return cmd_tokenize(argc, argv);
     if (cmd == "detokenize") return cmd_detokenize(argc, argv);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {

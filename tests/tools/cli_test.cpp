@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -211,6 +212,29 @@ BOOST_AUTO_TEST_CASE(chat_keeps_the_state_between_turns) {
   for (auto at = two.out.find("User: "); at != std::string::npos; at = two.out.find("User: ", at + 1)) ++prompts;
   BOOST_CHECK_EQUAL(prompts, 3u);  // two turns, then the prompt that meets end of input
   fs::remove(input);
+}
+
+BOOST_AUTO_TEST_CASE(convert_gives_official_safetensors) {
+  // .pth (BF16) to safetensors keeping the dtype: identical to the official BF16 safetensors file.
+  const auto out = temp_file("converted.safetensors");
+  auto r = run("convert " + data_path("v7-dev.model.bf16.pth") + " --out " + out.string());
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  const auto want = rwkv::io::safetensors_file::open(data_path("v7-dev.model.bf16.safetensors"));
+  auto compare = [&](const rwkv::io::safetensors_file& got) {
+    BOOST_REQUIRE_EQUAL(got.tensors().size(), want.tensors().size());
+    for (const auto& t : want.tensors()) {
+      const auto& g = got.at(t.name);
+      BOOST_CHECK(g.type == t.type && g.shape == t.shape);
+      BOOST_CHECK_MESSAGE(g.nbytes == t.nbytes && std::memcmp(g.data, t.data, t.nbytes) == 0, t.name);
+    }
+  };
+  compare(rwkv::io::safetensors_file::open(out));
+  // F32 to --dtype bf16 rounds exactly as the official BF16 file was made (round to nearest even).
+  r = run("convert " + data_path("v7-dev.model.safetensors") + " --out " + out.string() + " --dtype bf16");
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  compare(rwkv::io::safetensors_file::open(out));
+  check_one_line_error(run("convert " + data_path("v7-dev.golden.safetensors") + " --out " + out.string()));
+  fs::remove(out);
 }
 
 BOOST_AUTO_TEST_CASE(failures_are_one_line_errors) {

@@ -1,0 +1,189 @@
+// One test per row of docs/errors.md, end to end: a damaged checkpoint or misuse, loaded or run the way a
+// user would, gives an rwkv::error naming the file, the tensor (where there is one) and the problem.
+#define BOOST_TEST_MODULE error_table
+#include <boost/test/unit_test.hpp>
+
+#include <unistd.h>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include <rwkv/any_model.hpp>
+#include <rwkv/state_file.hpp>
+#include <rwkv/v7.hpp>
+
+#include "../support/golden.hpp"
+
+namespace {
+
+using namespace rwkv;
+namespace fs = std::filesystem;
+using model_t = v7::Model<f32>;
+
+fs::path temp_file(const std::string& name) {
+  return fs::temp_directory_path() / ("rwkv_error_table_" + std::to_string(::getpid()) + "_" + name);
+}
+
+std::vector<io::tensor_to_write> dev_tensors() {
+  const auto f = io::safetensors_file::open(test::data_path("v7-dev.model.safetensors"));
+  std::vector<io::tensor_to_write> out;
+  for (const auto& t : f.tensors()) out.push_back({t.name, t.type, t.shape, {t.data, t.data + t.nbytes}});
+  return out;
+}
+
+io::tensor_to_write& find(std::vector<io::tensor_to_write>& ts, const std::string& name) {
+  for (auto& t : ts)
+    if (t.name == name) return t;
+  BOOST_FAIL("no tensor " << name);
+  throw;
+}
+
+fs::path write(const std::string& name, const std::vector<io::tensor_to_write>& ts) {
+  const auto p = temp_file(name);
+  io::save_safetensors(p, ts);
+  return p;
+}
+
+fs::path write_bytes(const std::string& name, const std::vector<std::byte>& bytes) {
+  const auto p = temp_file(name);
+  std::ofstream(p, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  return p;
+}
+
+// Runs f, which must throw rwkv::error whose message contains every fragment and whose file/tensor match.
+void expect_error(const std::function<void()>& f, std::vector<std::string> fragments, const std::string& file,
+                  const std::string& tensor = {}) {
+  try {
+    f();
+    BOOST_ERROR("no error; expected: " << fragments.front());
+  } catch (const rwkv::error& e) {
+    const std::string msg = e.what();
+    for (const auto& frag : fragments)
+      BOOST_CHECK_MESSAGE(msg.find(frag) != std::string::npos, "'" << frag << "' not in: " << msg);
+    if (!file.empty())
+      BOOST_CHECK_MESSAGE(e.file().find(file) != std::string::npos, "file '" << e.file() << "' in: " << msg);
+    BOOST_CHECK_EQUAL(e.tensor(), tensor);
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(truncated_file) {
+  const auto full = io::to_safetensors_bytes(dev_tensors());
+  const auto p =
+      write_bytes("truncated.safetensors", {full.begin(), full.begin() + static_cast<std::ptrdiff_t>(full.size() / 2)});
+  expect_error([&] { model_t::load(p); }, {"past the end of the data buffer", "truncated"}, p.string(),
+               "blocks.0.ffn.value.weight");  // the first (in header order) that lies past the end
+  fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(bad_magic) {
+  std::vector<std::byte> junk(64, std::byte{'x'});
+  const auto p = write_bytes("junk.bin", junk);
+  expect_error([&] { model_t::load(p); }, {"unrecognised model file format"}, p.string());
+  fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_and_wrong_dtype) {
+  auto ts = dev_tensors();
+  auto bytes = io::to_safetensors_bytes(ts);
+  const std::string h(reinterpret_cast<const char*>(bytes.data()) + 8, 200);
+  const auto at = h.find("\"F32\"");  // first tensor's dtype
+  BOOST_REQUIRE(at != std::string::npos);
+  std::memcpy(bytes.data() + 8 + at, "\"F8X\"", 5);
+  const auto p = write_bytes("unknown_dtype.safetensors", bytes);
+  expect_error([&] { model_t::load(p); }, {"unknown dtype 'F8X'"}, p.string(), "emb.weight");
+  fs::remove(p);
+
+  auto& w = find(ts, "blocks.0.att.key.weight");
+  w.type = dtype::i32;  // same byte size, wrong kind
+  const auto q = write("wrong_dtype.safetensors", ts);
+  expect_error([&] { model_t::load(q); }, {"unsupported dtype I32 for a weight"}, q.string(),
+               "blocks.0.att.key.weight");
+  fs::remove(q);
+}
+
+BOOST_AUTO_TEST_CASE(shape_mismatch) {
+  auto ts = dev_tensors();
+  find(ts, "blocks.1.att.key.weight").shape = {256, 64};
+  const auto p = write("shape.safetensors", ts);
+  expect_error([&] { model_t::load(p); }, {"shape [256, 64] does not match the expected [128, 128]"}, p.string(),
+               "blocks.1.att.key.weight");
+  fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(missing_tensor) {
+  auto ts = dev_tensors();
+  std::erase_if(ts, [](auto& t) { return t.name == "blocks.1.ffn.value.weight"; });
+  const auto p = write("missing.safetensors", ts);
+  expect_error([&] { model_t::load(p); }, {"missing tensor"}, p.string(), "blocks.1.ffn.value.weight");
+  fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(unexpected_tensor) {
+  auto ts = dev_tensors();
+  ts.push_back(io::tensor_to_write::from<float>("blocks.0.att.extra", {2}, std::vector<float>{1.f, 2.f}));
+  const auto p = write("unexpected.safetensors", ts);
+  expect_error([&] { model_t::load(p); }, {"unexpected tensors for this model: blocks.0.att.extra"}, p.string(),
+               "blocks.0.att.extra");
+  fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(overlapping_offsets) {
+  const std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("emb.weight":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+  std::vector<std::byte> bytes(8 + header.size() + 12);
+  const std::uint64_t n = header.size();
+  std::memcpy(bytes.data(), &n, 8);
+  std::memcpy(bytes.data() + 8, header.data(), header.size());
+  const auto p = write_bytes("overlap.safetensors", bytes);
+  expect_error([&] { model_t::load(p); }, {"overlaps the previous tensor"}, p.string(), "emb.weight");
+  fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(nan_and_inf_weights_are_rejected_by_default) {
+  for (float bad : {NAN, INFINITY}) {
+    auto ts = dev_tensors();
+    auto& w = find(ts, "blocks.0.ffn.key.weight");
+    std::memcpy(w.bytes.data() + 17 * 4, &bad, 4);
+    const auto p = write("nan.safetensors", ts);
+    expect_error([&] { model_t::load(p); }, {"non-finite value (NaN or Inf) at element 17"}, p.string(),
+                 "blocks.0.ffn.key.weight");
+    BOOST_CHECK_NO_THROW(model_t::load(p, {.check_finite = false}));  // documented opt-out
+    fs::remove(p);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(not_an_rwkv_checkpoint_and_unsupported_head_size) {
+  const auto golden = test::data_path("v7-dev.golden.safetensors");
+  expect_error([&] { any_model::load(golden); }, {"not an RWKV checkpoint"}, golden);
+
+  auto ts = dev_tensors();
+  find(ts, "blocks.0.att.r_k").shape = {8, 16};  // head size 16 is not compiled in
+  const auto p = write("head16.safetensors", ts);
+  expect_error([&] { any_model::load(p); }, {"head size 16 is not supported (supported: 8, 32, 64, 128)"}, p.string(),
+               "blocks.0.att.r_k");
+  fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(token_id_out_of_range) {
+  const auto m = model_t::load(test::data_path("v7-dev.model.safetensors"));
+  auto s = m.make_state();
+  expect_error([&] { m.step(512, s); }, {"token id 512 is out of range [0, 512)"}, "v7-dev.model.safetensors");
+  BOOST_CHECK(s == m.make_state());
+}
+
+BOOST_AUTO_TEST_CASE(state_file_of_another_model) {
+  const auto tiny = model_t::load(test::data_path("tiny-7v0.model.safetensors"));
+  const auto dev = model_t::load(test::data_path("v7-dev.model.safetensors"));
+  const auto p = temp_file("tiny.state");
+  save_state(p, tiny.make_state());
+  expect_error([&] { load_state(p, dev.make_state()); },
+               {"state file is for RWKV-7 with 12 layers; the model is RWKV-7 with 2 layers"}, p.string());
+  auto wrong = tiny.make_state();
+  expect_error([&] { dev.step(1, wrong); }, {"the state was made for a different model"}, "v7-dev.model.safetensors");
+  fs::remove(p);
+}
