@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <random>
 
+#include <rwkv/random_checkpoint.hpp>
 #include <rwkv/rwkv.hpp>
-#include <rwkv/v7/random.hpp>
 
 namespace {
 
@@ -17,18 +17,19 @@ std::int64_t env_or(const char* name, std::int64_t fallback) {
   return v ? std::atoll(v) : fallback;
 }
 
-// The checkpoint is written once per storage type to the temp directory and memory-mapped by the models.
+// The checkpoint is written once per storage type to the temp directory and memory-mapped by the models;
+// quantized storage (q8, q4) loads the float32 checkpoint and quantizes it at load.
 template <class T>
 const std::filesystem::path& checkpoint() {
   static const std::filesystem::path path = [] {
-    rwkv::v7::random_spec s;
+    rwkv::random_spec s;
     s.n_layer = env_or("RWKV_BENCH_LAYERS", 12);
     s.n_embd = env_or("RWKV_BENCH_EMBD", 768);
     s.seed = 1;
     auto p = std::filesystem::temp_directory_path() /
              ("rwkvpp-bench-v7-" + std::to_string(s.n_layer) + "x" + std::to_string(s.n_embd) + "-" +
               std::string(rwkv::storage_name<T>()) + ".safetensors");
-    if (!std::filesystem::exists(p)) rwkv::io::save_safetensors(p, rwkv::v7::random_checkpoint<T>(s));
+    if (!std::filesystem::exists(p)) rwkv::io::save_safetensors(p, rwkv::random_checkpoint<T>(s));
     return p;
   }();
   return path;
@@ -36,7 +37,8 @@ const std::filesystem::path& checkpoint() {
 
 template <class P>
 const rwkv::v7::Model<P>& model() {
-  static const auto m = rwkv::v7::Model<P>::load(checkpoint<typename P::weight_type>());
+  using W = typename P::weight_type;
+  static const auto m = rwkv::v7::Model<P>::load(checkpoint<std::conditional_t<rwkv::QuantizedStorage<W>, float, W>>());
   return m;
 }
 
@@ -88,6 +90,20 @@ BENCHMARK(decode<rwkv::bf16_weights>)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);
+BENCHMARK(decode<rwkv::q8_weights>)
+    ->Name("v7_decode/q8")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
+BENCHMARK(decode<rwkv::q4_weights>)
+    ->Name("v7_decode/q4")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
 BENCHMARK(prefill<rwkv::f32>)
     ->Name("v7_prefill/f32")
     ->Args({512, 1})
@@ -97,6 +113,20 @@ BENCHMARK(prefill<rwkv::f32>)
     ->MinTime(2.0);
 BENCHMARK(prefill<rwkv::bf16_weights>)
     ->Name("v7_prefill/bf16")
+    ->Args({512, 1})
+    ->Args({512, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
+BENCHMARK(prefill<rwkv::q8_weights>)
+    ->Name("v7_prefill/q8")
+    ->Args({512, 1})
+    ->Args({512, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
+BENCHMARK(prefill<rwkv::q4_weights>)
+    ->Name("v7_prefill/q4")
     ->Args({512, 1})
     ->Args({512, 2})
     ->UseRealTime()

@@ -6,3 +6,13 @@ function(rwkv_strict target)
     target_link_options(${target} PRIVATE -fsanitize=${RWKV_SANITIZE})
   endif()
 endfunction()
+
+# -march=native for the programs whose speed matters (the library itself takes whatever flags the user has).
+include(CheckCXXCompilerFlag)
+check_cxx_compiler_flag(-march=native RWKV_HAVE_MARCH_NATIVE)
+function(rwkv_native target)
+  if(RWKV_NATIVE AND RWKV_HAVE_MARCH_NATIVE)
+    # GCC 12 reports false maybe-uninitialized warnings inside its own AVX-512 intrinsic headers.
+    target_compile_options(${target} PRIVATE -march=native -Wno-maybe-uninitialized)
+  endif()
+endfunction()

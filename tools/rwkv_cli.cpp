@@ -1,7 +1,12 @@
 // rwkv-cli: inspect a checkpoint, dump logits, generate text. Its interface is a contract that outside checks
 // rely on; keep it stable. Any failure prints one line "rwkv-cli: error: ..." on stderr and exits non-zero.
 
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +23,7 @@
 
 #include <rwkv/any_model.hpp>
 #include <rwkv/generate.hpp>
+#include <rwkv/random_checkpoint.hpp>
 #include <rwkv/rwkv.hpp>
 #include <rwkv/tokenizer/world.hpp>
 
@@ -34,6 +40,9 @@ constexpr const char* usage_text = R"(usage:
   rwkv-cli generate [MODEL] [--prompt TEXT] [SAMPLING]
   rwkv-cli chat [MODEL] [SAMPLING]
   rwkv-cli convert MODEL --out OUT.safetensors [--dtype f32|bf16|f16]
+  rwkv-cli make-random --version 4|5.2|6|7 --layers L --embd C --vocab V [--head-size N] [--dtype f32|bf16|f16]
+                       --seed S --out PATH
+  rwkv-cli bench MODEL [--prompt N] [--decode N] [--threads N] [--precision P] [--runs R]   (one JSON line)
   rwkv-cli tokenize [--vocab PATH] --file F       token ids of the file's bytes, comma-separated
   rwkv-cli detokenize [--vocab PATH] --tokens 1,2,3
 
@@ -276,6 +285,144 @@ int cmd_convert(int argc, char** argv) {
   return 0;
 }
 
+int cmd_make_random(int argc, char** argv) {
+  args a(argc, argv, {"--version", "--layers", "--embd", "--vocab", "--head-size", "--dtype", "--seed", "--out"});
+  if (!a.positional.empty()) throw usage_error("make-random takes no positional arguments");
+  const auto out = a.get("--out");
+  if (!out) throw usage_error("make-random needs --out");
+  rwkv::random_spec spec;
+  spec.version = a.get("--version").value_or("7");
+  spec.n_layer = parse_number<std::int64_t>(a.get("--layers").value_or("12"), "--layers");
+  spec.n_embd = parse_number<std::int64_t>(a.get("--embd").value_or("768"), "--embd");
+  spec.vocab = parse_number<std::int64_t>(a.get("--vocab").value_or("65536"), "--vocab");
+  spec.head_size = parse_number<std::int64_t>(a.get("--head-size").value_or("64"), "--head-size");
+  spec.seed = parse_number<std::uint64_t>(a.get("--seed").value_or("0"), "--seed");
+  const auto dtype = a.get("--dtype").value_or("f32");
+  std::vector<rwkv::io::tensor_to_write> tensors;
+  if (dtype == "f32")
+    tensors = rwkv::random_checkpoint<float>(spec);
+  else if (dtype == "bf16")
+    tensors = rwkv::random_checkpoint<rwkv::bf16>(spec);
+  else if (dtype == "f16")
+    tensors = rwkv::random_checkpoint<rwkv::f16>(spec);
+  else
+    throw usage_error("--dtype must be f32, bf16 or f16");
+  rwkv::io::save_safetensors(*out, tensors,
+                             {{"format", "pt"},
+                              {"rwkv_version", spec.version},
+                              {"generator", "rwkv-cli make-random"},
+                              {"seed", std::to_string(spec.seed)}});
+  return 0;
+}
+
+// Read bandwidth of this machine with `threads` threads: sums a 512 MiB buffer, best of 5 passes (GB/s).
+double measure_read_bandwidth(rwkv::thread_pool& pool) {
+  const std::size_t n = (512u << 20) / sizeof(float);
+  std::vector<float> buf(n, 1.f);
+  std::vector<double> rates;
+  for (int pass = 0; pass < 5; ++pass) {
+    std::vector<float> partial(pool.size(), 0.f);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::atomic<unsigned> slot{0};
+    pool.parallel_for(static_cast<std::int64_t>(n), [&](std::int64_t b, std::int64_t e) {
+      using batch = xsimd::batch<float>;
+      batch acc0(0.f), acc1(0.f);
+      std::int64_t i = b;
+      for (; i + 2 * static_cast<std::int64_t>(batch::size) <= e; i += 2 * batch::size) {
+        acc0 += batch::load_unaligned(buf.data() + i);
+        acc1 += batch::load_unaligned(buf.data() + i + batch::size);
+      }
+      partial[slot++] = rwkv::kernel::cpu::reduce_sum<xsimd::default_arch>(acc0 + acc1);
+    });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    volatile float sink = partial[0];
+    (void)sink;
+    rates.push_back(static_cast<double>(n * sizeof(float)) / s / 1e9);
+  }
+  return *std::max_element(rates.begin(), rates.end());
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Bytes read per weight of a big matrix: q8 is 32 int8 + an f16 scale per 32 weights, q4 32 nibbles + f16
+// scale and minimum.
+double bytes_per_weight(rwkv::storage_choice s) {
+  switch (s) {
+    case rwkv::storage_choice::f32:
+      return 4;
+    case rwkv::storage_choice::bf16:
+    case rwkv::storage_choice::f16:
+      return 2;
+    case rwkv::storage_choice::q8:
+      return 34.0 / 32;
+    case rwkv::storage_choice::q4:
+      return 20.0 / 32;
+  }
+  return 4;
+}
+
+// Decode and prefill speed of MODEL as one JSON object (medians), with the decode roofline fraction:
+// measured read bandwidth / bytes of weights read per token (every matrix but the embedding table).
+int cmd_bench(int argc, char** argv) {
+  args a(argc, argv, {"--prompt", "--decode", "--threads", "--precision", "--runs"});
+  if (a.positional.size() != 1) throw usage_error("bench takes exactly one MODEL");
+  const auto prompt_len = parse_number<int>(a.get("--prompt").value_or("512"), "--prompt");
+  const auto decode_len = parse_number<int>(a.get("--decode").value_or("64"), "--decode");
+  const auto runs = parse_number<int>(a.get("--runs").value_or("3"), "--runs");
+  if (prompt_len < 1 || decode_len < 1 || runs < 1) throw usage_error("--prompt, --decode and --runs must be >= 1");
+  const auto precision = a.get("--precision").value_or("f32");
+  const auto storage = rwkv::parse_storage(precision);
+  rwkv::thread_pool pool(parse_threads(a));
+  using clock = std::chrono::steady_clock;
+  auto seconds = [](clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); };
+
+  const auto t_load = clock::now();
+  const auto m = rwkv::any_model::load(a.positional[0], storage);
+  const double load_s = seconds(t_load);
+  const auto& info = m.info();
+
+  std::mt19937 rng(1);
+  std::vector<std::int32_t> prompt(static_cast<std::size_t>(prompt_len));
+  for (auto& t : prompt) t = static_cast<std::int32_t>(rng() % static_cast<unsigned>(info.vocab));
+  std::vector<double> prefill_rates, step_times;
+  auto s = m.make_state();
+  std::vector<float> logits;
+  for (int r = 0; r < runs; ++r) {
+    s = m.make_state();
+    const auto t0 = clock::now();
+    logits = m.prefill(prompt, s, &pool);
+    prefill_rates.push_back(prompt_len / seconds(t0));
+  }
+  for (int i = 0; i < decode_len; ++i) {
+    const auto next = rwkv::argmax(logits);
+    const auto t0 = clock::now();
+    logits = m.step(next, s, &pool);
+    step_times.push_back(seconds(t0));
+  }
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);  // before the bandwidth probe's buffer
+  const double bandwidth = measure_read_bandwidth(pool);
+  const double weight_bytes =
+      static_cast<double>(info.parameters - info.vocab * info.n_embd) * bytes_per_weight(storage);
+  const double decode_tok_s = 1.0 / median(step_times);
+  const double roof = bandwidth * 1e9 / weight_bytes;
+
+  std::printf(
+      "{\"model\": \"%s\", \"version\": \"%s\", \"n_layer\": %lld, \"n_embd\": %lld, \"vocab\": %lld, "
+      "\"precision\": \"%s\", \"threads\": %u, \"isa\": \"%s\", \"load_s\": %.3f, \"prefill_tokens\": %d, "
+      "\"prefill_tok_s\": %.1f, \"decode_tokens\": %d, \"decode_tok_s\": %.2f, \"weight_mb_per_token\": %.1f, "
+      "\"read_bandwidth_gb_s\": %.1f, \"decode_roofline_tok_s\": %.2f, \"roofline_fraction\": %.3f, "
+      "\"peak_rss_mib\": %.1f}\n",
+      a.positional[0].c_str(), info.version.c_str(), static_cast<long long>(info.n_layer),
+      static_cast<long long>(info.n_embd), static_cast<long long>(info.vocab), precision.c_str(), pool.size(),
+      xsimd::default_arch::name(), load_s, prompt_len, median(prefill_rates), decode_len, decode_tok_s,
+      weight_bytes / 1e6, bandwidth, roof, decode_tok_s / roof, static_cast<double>(usage.ru_maxrss) / 1024.0);
+  return 0;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw rwkv::error("cannot open for reading", path);
@@ -321,6 +468,8 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return cmd_generate(argc, argv);
     if (cmd == "chat") return cmd_chat(argc, argv);
     if (cmd == "convert") return cmd_convert(argc, argv);
+    if (cmd == "make-random") return cmd_make_random(argc, argv);
+    if (cmd == "bench") return cmd_bench(argc, argv);
     if (cmd == "tokenize") return cmd_tokenize(argc, argv);
     if (cmd == "detokenize") return cmd_detokenize(argc, argv);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {

@@ -26,13 +26,15 @@
 namespace rwkv {
 
 // Weight storage chosen at run time.
-enum class storage_choice { f32, bf16, f16 };
+enum class storage_choice { f32, bf16, f16, q8, q4 };
 
 inline storage_choice parse_storage(const std::string& s) {
   if (s == "f32") return storage_choice::f32;
   if (s == "bf16") return storage_choice::bf16;
   if (s == "f16") return storage_choice::f16;
-  throw error("unknown precision '" + s + "' (supported: f32, bf16, f16)");
+  if (s == "q8") return storage_choice::q8;
+  if (s == "q4") return storage_choice::q4;
+  throw error("unknown precision '" + s + "' (supported: f32, bf16, f16, q8, q4)");
 }
 
 struct model_info {
@@ -150,6 +152,12 @@ class any_model {
       case storage_choice::f16:
         m.build<f16_weights>(version, reader);
         break;
+      case storage_choice::q8:
+        m.build<q8_weights>(version, reader);
+        break;
+      case storage_choice::q4:
+        m.build<q4_weights>(version, reader);
+        break;
     }
     return m;
   }
@@ -210,21 +218,21 @@ class any_model {
   // Instantiates the model type for the file's head size among the compiled ones.
   template <template <class, class, int> class ModelT, class P>
   void build_with_head_size(io::weight_reader& r, std::int64_t head_size, const std::string& tensor) {
-    switch (head_size) {
-      case 64:
-        adopt(ModelT<P, cpu<>, 64>::from_reader(r));
-        break;
-      case 32:
-        adopt(ModelT<P, cpu<>, 32>::from_reader(r));
-        break;
-      case 128:
-        adopt(ModelT<P, cpu<>, 128>::from_reader(r));
-        break;
-      case 8:
-        adopt(ModelT<P, cpu<>, 8>::from_reader(r));
-        break;
-      default:
-        r.fail("head size " + std::to_string(head_size) + " is not supported (supported: 8, 32, 64, 128)", tensor);
+    // Every released v5/v6/v7 model uses head size 64. The research sizes (8, 32, 128) are compiled for f32 and
+    // bf16 storage only, which keeps the instantiations (and compile time) of this dispatcher in check.
+    constexpr bool research_sizes =
+        std::is_same_v<typename P::weight_type, float> || std::is_same_v<typename P::weight_type, bf16>;
+    if (head_size == 64) return adopt(ModelT<P, cpu<>, 64>::from_reader(r));
+    if constexpr (research_sizes) {
+      if (head_size == 32) return adopt(ModelT<P, cpu<>, 32>::from_reader(r));
+      if (head_size == 128) return adopt(ModelT<P, cpu<>, 128>::from_reader(r));
+      if (head_size == 8) return adopt(ModelT<P, cpu<>, 8>::from_reader(r));
+      r.fail("head size " + std::to_string(head_size) + " is not supported (supported: 8, 32, 64, 128)", tensor);
+    } else {
+      r.fail("head size " + std::to_string(head_size) +
+                 " is not supported with this weight precision (64 is; 8, 32 and "
+                 "128 are with f32 or bf16)",
+             tensor);
     }
   }
 
@@ -265,3 +273,22 @@ class any_model {
 };
 
 }  // namespace rwkv
+
+// any_model::load instantiates every version and head size for each weight storage, which is most of the
+// compile time of a program that uses it. Such a program can spread the work over translation units:
+//   in one .cpp per storage type:          RWKV_ANY_MODEL_INSTANTIATE(rwkv::bf16_weights)
+//   in the .cpp that calls any_model::load: RWKV_ANY_MODEL_EXTERN(rwkv::bf16_weights)
+// (rwkv-cli does this; see tools/CMakeLists.txt.)
+#define RWKV_ANY_MODEL_EXTERN(P) \
+  extern template void rwkv::any_model::build<P>(rwkv::arch_version, rwkv::io::weight_reader&);
+#define RWKV_ANY_MODEL_INSTANTIATE(P) \
+  template void rwkv::any_model::build<P>(rwkv::arch_version, rwkv::io::weight_reader&);
+
+// Defined by the build of this repository when its prebuilt instantiations are linked.
+#ifdef RWKV_ANY_MODEL_PREBUILT
+RWKV_ANY_MODEL_EXTERN(rwkv::f32)
+RWKV_ANY_MODEL_EXTERN(rwkv::bf16_weights)
+RWKV_ANY_MODEL_EXTERN(rwkv::f16_weights)
+RWKV_ANY_MODEL_EXTERN(rwkv::q8_weights)
+RWKV_ANY_MODEL_EXTERN(rwkv::q4_weights)
+#endif

@@ -41,7 +41,12 @@ void save_state(const std::filesystem::path& path, const State<L>& s,
 // Reads a state file into a state shaped like `like` (normally model.make_state()).
 template <class L>
 State<L> load_state(const std::filesystem::path& path, State<L> like) {
-  const auto file = io::safetensors_file::open(path);
+  return load_state(io::safetensors_file::open(path), std::move(like));
+}
+
+// The same from an already opened (or in-memory) safetensors file.
+template <class L>
+State<L> load_state(const io::safetensors_file& file, State<L> like) {
   const auto& md = file.metadata();
   const std::string p = file.path();
   auto meta = [&](const std::string& k) {

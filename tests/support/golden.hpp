@@ -2,8 +2,11 @@
 // Test helpers: paths to the bundled fixtures, reading golden tensors, and the tolerance checks of
 // tests/data/README.md (logits: 2e-4 + 1e-4·|want|; states: 1e-3 + 1e-4·|want|).
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -33,6 +36,33 @@ inline std::vector<std::int32_t> ints(const tensor_view& t) {
 template <class M>
 std::vector<float> flat(const M& m) {
   return {m.data(), m.data() + m.size()};
+}
+
+// A BF16 copy of tests/data/<name>.model.safetensors, rounded to nearest even exactly as the shared golden
+// data's BF16 files were made (safetensors_test checks this against v7-dev's official BF16 file bit for bit),
+// so the fixtures need not carry a BF16 file per version. Written once per process to the temp directory.
+inline std::string bf16_copy(const std::string& name) {
+  const auto out = std::filesystem::temp_directory_path() /
+                   ("rwkvpp-test-" + std::to_string(::getpid()) + "-" + name + ".model.bf16.safetensors");
+  if (!std::filesystem::exists(out)) {
+    const auto f32 = io::safetensors_file::open(data_path(name + ".model.safetensors"));
+    std::vector<io::tensor_to_write> tensors;
+    for (const auto& t : f32.tensors()) {
+      std::vector<bf16> v(static_cast<std::size_t>(t.numel()));
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = to_bf16(load_as_float(t, i));
+      tensors.push_back(io::tensor_to_write::from<bf16>(t.name, t.shape, std::span<const bf16>(v)));
+    }
+    io::save_safetensors(out, tensors, f32.metadata());
+    static std::vector<std::filesystem::path> cleanup;  // removed at exit
+    struct remover {
+      ~remover() {
+        for (auto& p : cleanup) std::filesystem::remove(p);
+      }
+    };
+    static remover r;
+    cleanup.push_back(out);
+  }
+  return out.string();
 }
 
 struct tolerance {

@@ -157,12 +157,12 @@ BOOST_AUTO_TEST_CASE(tiny_4v0_matches_rwkvcpp_expected_logits) {
 // BF16 file widened to f32 storage, and kept as bf16 storage: both are the exact target logits_bf16w.
 BOOST_AUTO_TEST_CASE(v4_dev_bf16_file_f32_storage) {
   const golden_case g("v4-dev");
-  check_step(v4::Model<f32>::load(data_path("v4-dev.model.bf16.safetensors")), g, "logits_bf16w", "f32 storage");
+  check_step(v4::Model<f32>::load(rwkv::test::bf16_copy("v4-dev")), g, "logits_bf16w", "f32 storage");
 }
 
 BOOST_AUTO_TEST_CASE(v4_dev_bf16_file_bf16_storage) {
   const golden_case g("v4-dev");
-  const auto model = v4::Model<bf16_weights>::load(data_path("v4-dev.model.bf16.safetensors"));
+  const auto model = v4::Model<bf16_weights>::load(rwkv::test::bf16_copy("v4-dev"));
   check_step(model, g, "logits_bf16w", "bf16 storage");
   auto s = model.make_state();
   const auto seq = model.forward(g.tokens, s, logits_for::all);

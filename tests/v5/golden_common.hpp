@@ -112,9 +112,8 @@ void check_all(const std::string& name) {
 template <class F32Model, class Bf16Model>
 void check_bf16(const std::string& name) {
   const golden_case g(name);
-  check_step(F32Model::load(data_path(name + ".model.bf16.safetensors")), g, "logits_bf16w",
-             name + " logits_bf16w (f32 storage)");
-  const auto model = Bf16Model::load(data_path(name + ".model.bf16.safetensors"));
+  check_step(F32Model::load(rwkv::test::bf16_copy(name)), g, "logits_bf16w", name + " logits_bf16w (f32 storage)");
+  const auto model = Bf16Model::load(rwkv::test::bf16_copy(name));
   check_step(model, g, "logits_bf16w", name + " logits_bf16w (bf16 storage)");
   auto s = model.make_state();
   const auto seq = model.forward(g.tokens, s, logits_for::all);

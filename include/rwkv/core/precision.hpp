@@ -2,16 +2,20 @@
 // Precision bundle: which type the big weight matrices are stored in, and the types of activations, the
 // recurrent state and accumulation. State and accumulation are float32: decays reach 0.9999 and a 16-bit
 // state destroys them (DESIGN.md), so a narrower state must be an explicit, visible opt-in.
+// Weight storage: float, bf16, f16, or the quantized q8 / q4 (core/quant.hpp: blocks of 32 with float16 scales,
+// quantized at load; only the large matrices, embedding and head are stored so).
 
 #include <string_view>
 #include <type_traits>
 
 #include "rwkv/core/half.hpp"
+#include "rwkv/core/quant.hpp"
 
 namespace rwkv {
 
 template <class T>
-concept WeightStorage = std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
+concept WeightStorage =
+    std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, f16> || QuantizedStorage<T>;
 
 template <WeightStorage Weight, class Activation = float, class State = float, class Accumulator = float>
 struct precision {
@@ -38,12 +42,16 @@ concept Precision = requires {
 using f32 = precision<float>;
 using bf16_weights = precision<bf16>;
 using f16_weights = precision<f16>;
+using q8_weights = precision<q8>;  // int8 blocks of 32, float16 scale per block
+using q4_weights = precision<q4>;  // 4-bit blocks of 32, float16 scale and minimum per block
 
 template <class T>
 constexpr std::string_view storage_name() {
   if constexpr (std::is_same_v<T, float>) return "f32";
   if constexpr (std::is_same_v<T, bf16>) return "bf16";
   if constexpr (std::is_same_v<T, f16>) return "f16";
+  if constexpr (std::is_same_v<T, q8>) return "q8";
+  if constexpr (std::is_same_v<T, q4>) return "q4";
 }
 
 }  // namespace rwkv

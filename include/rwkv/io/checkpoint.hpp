@@ -13,6 +13,7 @@
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/io/mapped_file.hpp"
 #include "rwkv/io/pth.hpp"
+#include "rwkv/io/rwkvcpp.hpp"
 #include "rwkv/io/safetensors.hpp"
 
 namespace rwkv::io {
@@ -59,6 +60,18 @@ inline checkpoint open_checkpoint(const std::filesystem::path& path) {
     case file_format::pth: {
       pth_file pth(file);
       return {pth.path(), format, pth.tensors(), pth.owner(), {}};
+    }
+    case file_format::rwkvcpp: {
+      rwkvcpp_file bin(file);  // official names, shapes and semantics (the converter's transforms undone)
+      const auto& h = bin.header();
+      return {bin.path(),
+              format,
+              bin.tensors(),
+              bin.owner(),
+              {{"rwkvcpp_file_version", std::to_string(h.version)},
+               {"rwkvcpp_data_type", rwkvcpp_detail::type_name(h.data_type)},
+               {"rwkvcpp_arch_version", bin.rwkvcpp_arch_name()},
+               {"rwkv_version", version_name(bin.version())}}};
     }
     default:
       throw error(std::string(format_name(format)) + " files are not supported by this build yet", file->name());

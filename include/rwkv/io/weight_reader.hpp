@@ -83,25 +83,35 @@ class weight_reader {
   }
 
   // A (rows x cols) weight matrix in storage type T, zero-copy when the file already holds T aligned.
+  // Quantized types (q8, q4) are quantized here from the file's F32/F16/BF16 values.
   template <class T>
   matrix<T> weight(const std::string& name, std::int64_t rows, std::int64_t cols) {
     const auto& t = take(name);
     check_2d(t, rows, cols);
-    if (t.type == dtype_of<T>() && reinterpret_cast<std::uintptr_t>(t.data) % alignof(T) == 0) {
-      const T* p = reinterpret_cast<const T*>(t.data);
-      if (options_.check_finite) check_finite_values(t);
-      return matrix<T>::view(p, rows, cols, owner_);
+    if constexpr (QuantizedStorage<T>) {
+      const auto floats = to_floats(t);  // also rejects NaN/Inf unless check_finite is off
+      try {
+        return matrix<T>::quantize(floats.data(), rows, cols, name);
+      } catch (const error& e) {  // a non-finite value (checks off) or a block beyond float16's range
+        fail(e.problem(), name);
+      }
+    } else {
+      if (t.type == dtype_of<T>() && reinterpret_cast<std::uintptr_t>(t.data) % alignof(T) == 0) {
+        const T* p = reinterpret_cast<const T*>(t.data);
+        if (options_.check_finite) check_finite_values(t);
+        return matrix<T>::view(p, rows, cols, owner_);
+      }
+      auto floats = to_floats(t);
+      std::vector<T> out(floats.size());
+      std::transform(floats.begin(), floats.end(), out.begin(), [](float f) { return from_float<T>(f); });
+      if (options_.check_finite)
+        for (std::size_t i = 0; i < out.size(); ++i)
+          if (!std::isfinite(to_float(out[i])))
+            fail("value " + std::to_string(floats[i]) + " at element " + std::to_string(i) + " overflows " +
+                     std::string(storage_name<T>()),
+                 name);
+      return matrix<T>::owned(std::move(out), rows, cols);
     }
-    auto floats = to_floats(t);
-    std::vector<T> out(floats.size());
-    std::transform(floats.begin(), floats.end(), out.begin(), [](float f) { return from_float<T>(f); });
-    if (options_.check_finite)
-      for (std::size_t i = 0; i < out.size(); ++i)
-        if (!std::isfinite(to_float(out[i])))
-          fail("value " + std::to_string(floats[i]) + " at element " + std::to_string(i) + " overflows " +
-                   std::string(storage_name<T>()),
-               name);
-    return matrix<T>::owned(std::move(out), rows, cols);
   }
 
   // Total number of elements of the tensors consumed so far (the model's parameter count).

@@ -82,20 +82,23 @@ class LanguageModel {
     return {logits.data(), logits.data() + logits.size()};
   }
 
-  // Sequence form: T tokens in one call; returns the logits of the last token (V).
-  std::vector<float> prefill(std::span<const std::int32_t> tokens, state_type& s, thread_pool* pool = nullptr) const {
-    auto logits = forward(tokens, s, logits_for::last, pool);
+  // Sequence form: T tokens in one call; returns the logits of the last token (V). `wkv_form` picks how the WKV
+  // recurrence runs (serial, chunked, or by length; see rwkv::form).
+  std::vector<float> prefill(std::span<const std::int32_t> tokens, state_type& s, thread_pool* pool = nullptr,
+                             form wkv_form = form::automatic) const {
+    auto logits = forward(tokens, s, logits_for::last, pool, wkv_form);
     return {logits.data(), logits.data() + logits.size()};
   }
 
   // Sequence form with a choice of outputs: T x V (all) or 1 x V (last). Nothing is changed on error.
-  // `pool` (optional) runs the kernels of this call on its threads.
-  row_matrix forward(std::span<const std::int32_t> tokens, state_type& s, logits_for which,
-                     thread_pool* pool = nullptr) const {
+  // `pool` (optional) runs the kernels of this call on its threads; `wkv_form` picks how the WKV recurrence runs.
+  row_matrix forward(std::span<const std::int32_t> tokens, state_type& s, logits_for which, thread_pool* pool = nullptr,
+                     form wkv_form = form::automatic) const {
     check(tokens, s);
     row_matrix x = embed(tokens);
     context ctx;
     ctx.pool = pool;
+    ctx.wkv_form = wkv_form;
     for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(x, s.layers[i], ctx);
     return head(x, which == logits_for::all ? 0 : x.rows() - 1, pool);
   }

@@ -20,6 +20,7 @@
 #include "rwkv/kernel/cpu/linear.hpp"
 #include "rwkv/kernel/cpu/norm.hpp"
 #include "rwkv/kernel/cpu/wkv5.hpp"
+#include "rwkv/kernel/cpu/wkv5_chunked.hpp"
 #include "rwkv/v5/config.hpp"
 
 namespace rwkv::v5 {
@@ -103,7 +104,7 @@ class TimeMix {
   }
 
   // x: T x C rows of ln1 output; out: T x C.
-  void forward(const row_matrix& x, state_type& s, context&, row_matrix& out) const {
+  void forward(const row_matrix& x, state_type& s, context& ctx, row_matrix& out) const {
     using arch = typename B::arch;
     using namespace kernel::cpu;
     const auto T = x.rows();
@@ -135,13 +136,28 @@ class TimeMix {
       g = g.unaryExpr([](float q) { return q * sigmoid(q); });
     }
 
+    // The recurrence, independent per head (heads run in parallel for sequences): serial in time, or
+    // chunk-parallel when ctx.wkv_form asks for it.
+    const bool chunked = chunked_wkv(ctx.wkv_form, T, wkv5_chunked_min_tokens<arch>);
     row_matrix y(T, A);
-    for (Eigen::Index t = 0; t < T; ++t)
-      for (Eigen::Index h = 0; h < H; ++h) {
+    auto run_heads = [&](std::int64_t h0, std::int64_t h1) {
+      for (std::int64_t h = h0; h < h1; ++h) {
         const Eigen::Index o = h * N;
-        wkv5_step<arch, N>(s.wkv.data() + h * N * N, r.row(t).data() + o, k.row(t).data() + o, v.row(t).data() + o,
-                           decay_.data() + o, bonus_.data() + o, y.row(t).data() + o);
+        float* S = s.wkv.data() + h * N * N;
+        if (chunked) {
+          wkv5_chunked<arch, N>(S, T, r.data() + o, k.data() + o, v.data() + o, A, decay_.data() + o, 0,
+                                bonus_.data() + o, y.data() + o, A);
+          continue;
+        }
+        for (Eigen::Index t = 0; t < T; ++t)
+          wkv5_step<arch, N>(S, r.row(t).data() + o, k.row(t).data() + o, v.row(t).data() + o, decay_.data() + o,
+                             bonus_.data() + o, y.row(t).data() + o);
       }
+    };
+    if (T > 1)
+      parallel_for(ctx.pool, H, run_heads);
+    else
+      run_heads(0, H);
 
     row_matrix yn(T, A);
     for (Eigen::Index t = 0; t < T; ++t)

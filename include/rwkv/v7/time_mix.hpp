@@ -19,6 +19,7 @@
 #include "rwkv/kernel/cpu/linear.hpp"
 #include "rwkv/kernel/cpu/norm.hpp"
 #include "rwkv/kernel/cpu/wkv7.hpp"
+#include "rwkv/kernel/cpu/wkv7_chunked.hpp"
 #include "rwkv/model/row_states.hpp"
 #include "rwkv/v7/config.hpp"
 
@@ -198,11 +199,18 @@ class TimeMix {
       }
     }
 
-    // The recurrence: serial in time, independent per head (heads run in parallel for sequences).
+    // The recurrence, independent per head (heads run in parallel for sequences): serial in time, or for a
+    // sequence (one state) chunk-parallel when ctx.wkv_form asks for it.
+    const bool chunked = !rows.independent() && chunked_wkv(ctx.wkv_form, T, wkv7_chunked_min_tokens<arch>);
     row_matrix y(T, C);
     auto run_heads = [&](std::int64_t h0, std::int64_t h1) {
       for (std::int64_t h = h0; h < h1; ++h) {
         const Eigen::Index o = h * N;
+        if (chunked) {
+          wkv7_chunked<arch, N>(rows.of(0).wkv.data() + h * N * N, T, r.data() + o, z.data() + o, k.data() + o,
+                                v.data() + o, a.data() + o, b.data() + o, C, y.data() + o, C);
+          continue;
+        }
         for (Eigen::Index t = 0; t < T; ++t)
           wkv7_step<arch, N>(rows.of(t).wkv.data() + h * N * N, r.row(t).data() + o, z.row(t).data() + o,
                              k.row(t).data() + o, v.row(t).data() + o, a.row(t).data() + o, b.row(t).data() + o,

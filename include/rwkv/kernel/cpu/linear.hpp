@@ -1,17 +1,32 @@
 #pragma once
-// y = W·x (one token) and Y = X·Wᵀ (T tokens) for weights stored as f32, bf16 or f16, computed in f32.
+// y = W·x (one token) and Y = X·Wᵀ (T tokens) for weights stored as f32, bf16, f16, q8 or q4, computed in f32.
+//
+// The kernels below are written once. A storage type enters only through its weight_access<T>, a small
+// accessor with two operations:
+//   row_dot<Arch>(w, x)          prepared once per call and thread (bf16 splits x into even/odd elements, the
+//                                quantized formats zero-pad x to whole blocks and sum it per block);
+//                                operator()(r) = row r of W · x
+//   decode_rows(w, r0, nr, out)  rows [r0, r0 + nr) widened to float32 (GEMM panels, the embedding lookup)
+// The quantized formats share one accessor: a row is a sequence of blocks, each dotted with x in float32
+// (codes widened int8/4-bit → int32 → float, multiply-add) and scaled once per block.
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include "rwkv/core/half.hpp"
+#include "rwkv/core/quant.hpp"
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/core/thread_pool.hpp"
 #include "rwkv/kernel/cpu/simd.hpp"
+
+#if defined(__SSE4_1__) || defined(__AVX2__) || defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 namespace rwkv::kernel::cpu {
 
@@ -41,15 +56,283 @@ inline float dot_bf16_pairs(const bf16* row, const float* x_even, const float* x
   return s;
 }
 
-template <class T>
-inline void widen_rows(const matrix<T>& w, std::int64_t r0, std::int64_t nr, float* out) {
-  const std::size_t n = static_cast<std::size_t>(nr * w.cols());
-  const T* src = w.row(r0);
-  if constexpr (std::is_same_v<T, float>) {
-    std::memcpy(out, src, n * sizeof(float));
+// The x86 widening instructions this build may use for Arch (512, 256, 128 bits; 0: portable code).
+template <class Arch>
+constexpr int widen_bits() {
+#if defined(__AVX512F__)
+  if (std::is_base_of_v<xsimd::avx512f, Arch>) return 512;
+#endif
+#if defined(__AVX2__)
+  if (std::is_base_of_v<xsimd::avx2, Arch>) return 256;
+#endif
+#if defined(__SSE4_1__)
+  if (std::is_base_of_v<xsimd::sse4_1, Arch>) return 128;
+#endif
+  return 0;
+}
+
+// One batch of W = fbatch<Arch>::size int8 codes at p, as floats (sign-extended to int32, converted).
+template <class Arch>
+inline fbatch<Arch> widen_i8(const std::uint8_t* p) noexcept {
+  using B = fbatch<Arch>;
+  if constexpr (widen_bits<Arch>() == 512) {
+#if defined(__AVX512F__)
+    return B(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))));
+#endif
+  } else if constexpr (widen_bits<Arch>() == 256) {
+#if defined(__AVX2__)
+    return B(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
+#endif
+  } else if constexpr (widen_bits<Arch>() == 128) {
+#if defined(__SSE4_1__)
+    std::int32_t v;
+    std::memcpy(&v, p, 4);
+    return B(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(v))));
+#endif
   } else {
+    alignas(64) float buf[B::size];
+    for (std::size_t i = 0; i < B::size; ++i) buf[i] = static_cast<float>(static_cast<std::int8_t>(p[i]));
+    return B::load_aligned(buf);
+  }
+}
+
+// The low and the high nibbles of W consecutive bytes at p, as floats.
+template <class Arch>
+inline void widen_nibbles(const std::uint8_t* p, fbatch<Arch>& lo, fbatch<Arch>& hi) noexcept {
+  using B = fbatch<Arch>;
+  if constexpr (widen_bits<Arch>() == 512) {
+#if defined(__AVX512F__)
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    lo = B(_mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0x0F))));
+    hi = B(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)));
+#endif
+  } else if constexpr (widen_bits<Arch>() == 256) {
+#if defined(__AVX2__)
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    lo = B(_mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(0x0F))));
+    hi = B(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)));
+#endif
+  } else if constexpr (widen_bits<Arch>() == 128) {
+#if defined(__SSE4_1__)
+    std::int32_t u;
+    std::memcpy(&u, p, 4);
+    const __m128i v = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(u));
+    lo = B(_mm_cvtepi32_ps(_mm_and_si128(v, _mm_set1_epi32(0x0F))));
+    hi = B(_mm_cvtepi32_ps(_mm_srli_epi32(v, 4)));
+#endif
+  } else {
+    alignas(64) float l[B::size], h[B::size];
+    for (std::size_t i = 0; i < B::size; ++i) {
+      l[i] = static_cast<float>(p[i] & 0x0F);
+      h[i] = static_cast<float>(p[i] >> 4);
+    }
+    lo = B::load_aligned(l);
+    hi = B::load_aligned(h);
+  }
+}
+
+// float16 scales (finite) to float32: vcvtph2ps where the build allows it, else the exact bit trick.
+inline void decode_scales(const f16* in, float* out, std::size_t n) noexcept {
+  std::size_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i))));
+#endif
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+#endif
+  for (; i < n; ++i) out[i] = f16_finite_to_float(in[i]);
+}
+
+// Σ q_j·x_j over one block (codes of Q's layout, x: the block's 32 activations), lane-wise, unscaled.
+template <QuantizedStorage Q, class Arch>
+inline fbatch<Arch> block_dot(const std::uint8_t* codes, const float* x) noexcept {
+  using B = fbatch<Arch>;
+  constexpr std::size_t W = B::size;
+  static_assert(Q::block_size == 32, "the quantized kernels assume blocks of 32 weights");
+  if constexpr (std::is_same_v<Q, q8>) {
+    static_assert(32 % W == 0, "q8 kernel: the float batch must divide a block of 32");
+    B s = widen_i8<Arch>(codes) * B::load_unaligned(x);
+    for (std::size_t k = W; k < 32; k += W) s = xsimd::fma(widen_i8<Arch>(codes + k), B::load_unaligned(x + k), s);
+    return s;
+  } else {
+    static_assert(16 % W == 0, "q4 kernel: the float batch must divide a half block of 16");
+    B lo, hi;
+    widen_nibbles<Arch>(codes, lo, hi);
+    B s = xsimd::fma(hi, B::load_unaligned(x + 16), lo * B::load_unaligned(x));
+    for (std::size_t k = W; k < 16; k += W) {
+      widen_nibbles<Arch>(codes + k, lo, hi);
+      s = xsimd::fma(lo, B::load_unaligned(x + k), s);
+      s = xsimd::fma(hi, B::load_unaligned(x + 16 + k), s);
+    }
+    return s;
+  }
+}
+
+}  // namespace detail
+
+// How the kernels read weights of storage type T (see the top of this file).
+template <class T>
+struct weight_access;
+
+template <>
+struct weight_access<float> {
+  template <class Arch>
+  class row_dot {
+   public:
+    row_dot(const matrix<float>& w, const float* x) : w_(w), x_(x), cols_(static_cast<std::size_t>(w.cols())) {}
+    float operator()(std::int64_t r) const noexcept { return dot<Arch>(w_.row(r), x_, cols_); }
+
+   private:
+    const matrix<float>& w_;
+    const float* x_;
+    std::size_t cols_;
+  };
+
+  static void decode_rows(const matrix<float>& w, std::int64_t r0, std::int64_t nr, float* out) {
+    std::memcpy(out, w.row(r0), static_cast<std::size_t>(nr * w.cols()) * sizeof(float));
+  }
+};
+
+template <>
+struct weight_access<bf16> {
+  template <class Arch>
+  class row_dot {
+   public:
+    row_dot(const matrix<bf16>& w, const float* x)
+        : w_(w), x_(x), cols_(static_cast<std::size_t>(w.cols())), pairs_(cols_ / 2), xe_(pairs_), xo_(pairs_) {
+      for (std::size_t i = 0; i < pairs_; ++i) {
+        xe_[i] = x[2 * i];
+        xo_[i] = x[2 * i + 1];
+      }
+    }
+    float operator()(std::int64_t r) const noexcept {
+      const bf16* row = w_.row(r);
+      float s;
+      if (reinterpret_cast<std::uintptr_t>(row) % 4 == 0) {
+        s = detail::dot_bf16_pairs<Arch>(row, xe_.data(), xo_.data(), pairs_);
+      } else {
+        s = 0.f;
+        for (std::size_t i = 0; i < 2 * pairs_; ++i) s += to_float(row[i]) * x_[i];
+      }
+      if (cols_ % 2 != 0) s += to_float(row[cols_ - 1]) * x_[cols_ - 1];
+      return s;
+    }
+
+   private:
+    const matrix<bf16>& w_;
+    const float* x_;
+    std::size_t cols_, pairs_;
+    std::vector<float> xe_, xo_;
+  };
+
+  static void decode_rows(const matrix<bf16>& w, std::int64_t r0, std::int64_t nr, float* out) {
+    const std::size_t n = static_cast<std::size_t>(nr * w.cols());
+    const bf16* src = w.row(r0);
     for (std::size_t i = 0; i < n; ++i) out[i] = to_float(src[i]);
   }
+};
+
+template <>
+struct weight_access<f16> {
+  template <class Arch>
+  class row_dot {
+   public:
+    row_dot(const matrix<f16>& w, const float* x) : w_(w), x_(x), cols_(static_cast<std::size_t>(w.cols())) {}
+    // Widens 256 weights at a time into a float buffer, then the f32 dot.
+    float operator()(std::int64_t r) noexcept {
+      const f16* row = w_.row(r);
+      float s = 0.f;
+      for (std::size_t c0 = 0; c0 < cols_; c0 += block) {
+        const std::size_t n = std::min(block, cols_ - c0);
+        for (std::size_t i = 0; i < n; ++i) buf_[i] = to_float(row[c0 + i]);
+        s += dot<Arch>(buf_, x_ + c0, n);
+      }
+      return s;
+    }
+
+   private:
+    static constexpr std::size_t block = 256;
+    const matrix<f16>& w_;
+    const float* x_;
+    std::size_t cols_;
+    float buf_[block];
+  };
+
+  static void decode_rows(const matrix<f16>& w, std::int64_t r0, std::int64_t nr, float* out) {
+    const std::size_t n = static_cast<std::size_t>(nr * w.cols());
+    const f16* src = w.row(r0);
+    for (std::size_t i = 0; i < n; ++i) out[i] = to_float(src[i]);
+  }
+};
+
+// q8 and q4: row · x = Σ_b d_b·(Σ_j q_bj·x_bj) + Σ_b m_b·(Σ_j x_bj), the second sum only for formats with a
+// minimum (q4), its per-block sums of x taken once per call.
+template <QuantizedStorage Q>
+struct weight_access<Q> {
+  template <class Arch>
+  class row_dot {
+   public:
+    row_dot(const matrix<Q>& w, const float* x)
+        : w_(w),
+          blocks_(static_cast<std::size_t>(w.blocks_per_row())),
+          scale_(blocks_),
+          min_(Q::has_min ? blocks_ : 0) {
+      if (w.padded_cols() != w.cols()) {  // padding codes meet zeros, so they add nothing
+        xpad_.assign(static_cast<std::size_t>(w.padded_cols()), 0.f);
+        std::copy(x, x + w.cols(), xpad_.begin());
+        x = xpad_.data();
+      }
+      x_ = x;
+      if constexpr (Q::has_min) {
+        xsum_.resize(blocks_);
+        for (std::size_t b = 0; b < blocks_; ++b) {
+          float s = 0.f;
+          for (std::size_t j = 0; j < Q::block_size; ++j) s += x[b * Q::block_size + j];
+          xsum_[b] = s;
+        }
+      }
+    }
+
+    float operator()(std::int64_t r) noexcept {
+      using B = fbatch<Arch>;
+      constexpr std::size_t bytes = Q::block_bytes, n = Q::block_size;
+      detail::decode_scales(w_.scales(r), scale_.data(), blocks_);
+      const std::uint8_t* c = w_.codes(r);
+      B acc0(0.f), acc1(0.f);
+      std::size_t b = 0;
+      for (; b + 2 <= blocks_; b += 2) {
+        acc0 = xsimd::fma(detail::block_dot<Q, Arch>(c + b * bytes, x_ + b * n), B(scale_[b]), acc0);
+        acc1 = xsimd::fma(detail::block_dot<Q, Arch>(c + (b + 1) * bytes, x_ + (b + 1) * n), B(scale_[b + 1]), acc1);
+      }
+      if (b < blocks_) acc0 = xsimd::fma(detail::block_dot<Q, Arch>(c + b * bytes, x_ + b * n), B(scale_[b]), acc0);
+      float s = reduce_sum<Arch>(acc0 + acc1);
+      if constexpr (Q::has_min) {
+        detail::decode_scales(w_.mins(r), min_.data(), blocks_);
+        s += dot<Arch>(min_.data(), xsum_.data(), blocks_);
+      }
+      return s;
+    }
+
+   private:
+    const matrix<Q>& w_;
+    std::size_t blocks_;
+    const float* x_ = nullptr;
+    std::vector<float> xpad_, xsum_, scale_, min_;
+  };
+
+  static void decode_rows(const matrix<Q>& w, std::int64_t r0, std::int64_t nr, float* out) {
+    w.decode_rows(r0, nr, out);
+  }
+};
+
+namespace detail {
+
+// Rows [r0, r0 + nr) of W as float32 (nr x cols, row-major).
+template <class T>
+inline void widen_rows(const matrix<T>& w, std::int64_t r0, std::int64_t nr, float* out) {
+  weight_access<T>::decode_rows(w, r0, nr, out);
 }
 
 }  // namespace detail
@@ -57,43 +340,8 @@ inline void widen_rows(const matrix<T>& w, std::int64_t r0, std::int64_t nr, flo
 // y[r] = Σ_c W[r][c]·x[c] for rows [r0, r1)
 template <class Arch, class T>
 void matvec_rows(const matrix<T>& w, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
-  const auto cols = static_cast<std::size_t>(w.cols());
-  if constexpr (std::is_same_v<T, float>) {
-    for (std::int64_t r = r0; r < r1; ++r) y[r] = dot<Arch>(w.row(r), x, cols);
-  } else if constexpr (std::is_same_v<T, bf16>) {
-    const std::size_t pairs = cols / 2;
-    std::vector<float> xe(pairs), xo(pairs);
-    for (std::size_t i = 0; i < pairs; ++i) {
-      xe[i] = x[2 * i];
-      xo[i] = x[2 * i + 1];
-    }
-    const bool odd = cols % 2 != 0;
-    for (std::int64_t r = r0; r < r1; ++r) {
-      const bf16* row = w.row(r);
-      float s;
-      if (reinterpret_cast<std::uintptr_t>(row) % 4 == 0) {
-        s = detail::dot_bf16_pairs<Arch>(row, xe.data(), xo.data(), pairs);
-      } else {
-        s = 0.f;
-        for (std::size_t i = 0; i < 2 * pairs; ++i) s += to_float(row[i]) * x[i];
-      }
-      if (odd) s += to_float(row[cols - 1]) * x[cols - 1];
-      y[r] = s;
-    }
-  } else {
-    constexpr std::size_t block = 256;
-    float buf[block];
-    for (std::int64_t r = r0; r < r1; ++r) {
-      const T* row = w.row(r);
-      float s = 0.f;
-      for (std::size_t c0 = 0; c0 < cols; c0 += block) {
-        const std::size_t n = std::min(block, cols - c0);
-        for (std::size_t i = 0; i < n; ++i) buf[i] = to_float(row[c0 + i]);
-        s += dot<Arch>(buf, x + c0, n);
-      }
-      y[r] = s;
-    }
-  }
+  typename weight_access<T>::template row_dot<Arch> row_dot(w, x);
+  for (std::int64_t r = r0; r < r1; ++r) y[r] = row_dot(r);
 }
 
 // y = W·x, rows split across the pool.
@@ -116,7 +364,7 @@ void matmul_rows(const matrix<T>& w, const row_matrix& x, row_matrix& y, std::in
     std::vector<float> buf(static_cast<std::size_t>(std::min(panel, r1 - r0) * w.cols()));
     for (std::int64_t p0 = r0; p0 < r1; p0 += panel) {
       const std::int64_t nr = std::min(panel, r1 - p0);
-      detail::widen_rows(w, p0, nr, buf.data());
+      weight_access<T>::decode_rows(w, p0, nr, buf.data());
       y.middleCols(p0, nr).noalias() = x * map_t(buf.data(), nr, w.cols()).transpose();
     }
   }
