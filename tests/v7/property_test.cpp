@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE v7_properties
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <random>
 
 #include <rwkv/v7.hpp>
@@ -158,4 +159,29 @@ BOOST_AUTO_TEST_CASE(missing_file_is_a_clear_error) {
   } catch (const rwkv::error& e) {
     BOOST_CHECK(e.file().find("no-such-model.safetensors") != std::string::npos);
   }
+}
+
+// Long context: 20,000 random tokens (sequence form in chunks, head only at the end of each chunk); logits and
+// state stay finite, and at the end the step and sequence forms agree from the same saved state.
+BOOST_AUTO_TEST_CASE(long_context_20000_tokens) {
+  const auto& m = dev_model();
+  std::mt19937 rng(2024);
+  auto s = m.make_state();
+  std::vector<float> last;
+  for (int chunk = 0; chunk < 10; ++chunk) last = m.prefill(random_tokens(rng, 2000, m.cfg().vocab), s);
+  for (float l : last) BOOST_REQUIRE(std::isfinite(l));
+  for (const auto& layer : s.layers)
+    layer.visit([](const std::string& name, const std::vector<float>& v) {
+      for (float x : v) BOOST_REQUIRE_MESSAGE(std::isfinite(x), name);
+    });
+  const auto tail = random_tokens(rng, 20, m.cfg().vocab);
+  auto by_step = s, by_sequence = s;
+  const auto seq = m.forward(tail, by_sequence, logits_for::all);
+  for (std::size_t t = 0; t < tail.size(); ++t) {
+    const auto row = m.step(tail[t], by_step);
+    const std::vector<float> want(seq.row(static_cast<Eigen::Index>(t)).data(),
+                                  seq.row(static_cast<Eigen::Index>(t)).data() + seq.cols());
+    check_close(row, want, rwkv::test::logits_tol, "after 20000 tokens, position " + std::to_string(t));
+  }
+  check_states_close(by_step, by_sequence, "after 20000 tokens");
 }

@@ -200,8 +200,9 @@ class matrix<Q> {
     const auto nblocks = static_cast<std::size_t>(rows * m.blocks_);
     s->codes.reset(static_cast<std::uint8_t*>(
         ::operator new[](std::max<std::size_t>(1, nblocks * Q::block_bytes), std::align_val_t{64})));
-    s->scales.resize(nblocks);
-    if constexpr (Q::has_min) s->mins.resize(nblocks);
+    // 16 spare entries: the kernels convert scales 16 at a time and may read past a row's last block.
+    s->scales.resize(nblocks + scale_padding);
+    if constexpr (Q::has_min) s->mins.resize(nblocks + scale_padding);
     for (std::int64_t r = 0; r < rows; ++r) {
       for (std::int64_t b = 0; b < m.blocks_; ++b) {
         const auto i = static_cast<std::size_t>(r * m.blocks_ + b);
@@ -273,6 +274,8 @@ class matrix<Q> {
     std::unique_ptr<std::uint8_t[], aligned_delete> codes;
     std::vector<f16> scales, mins;
   };
+
+  static constexpr std::size_t scale_padding = 16;
 
   std::int64_t rows_ = 0, cols_ = 0, blocks_ = 0;
   std::shared_ptr<const storage> store_;

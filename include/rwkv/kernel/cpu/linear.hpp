@@ -24,7 +24,7 @@
 #include "rwkv/core/thread_pool.hpp"
 #include "rwkv/kernel/cpu/simd.hpp"
 
-#if defined(__SSE4_1__) || defined(__AVX2__) || defined(__AVX512F__) || defined(__F16C__)
+#if defined(__SSE4_1__) || defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -131,18 +131,23 @@ inline void widen_nibbles(const std::uint8_t* p, fbatch<Arch>& lo, fbatch<Arch>&
   }
 }
 
-// float16 scales (finite) to float32: vcvtph2ps where the build allows it, else the exact bit trick.
+// float16 scales (finite) to float32: vcvtph2ps on AVX-512, 16 at a time, else the exact bit trick (which
+// compilers vectorise). The AVX-512 path converts whole vectors: it may read up to 15 entries past in[n) (the
+// scale arrays of matrix<Q> carry that much padding) and write up to 15 past out[n) (size out to
+// padded_scales(n)). A template on Arch, like the widening helpers, so that translation units built for
+// different ISAs never define one inline function two ways.
+inline std::size_t padded_scales(std::size_t n) noexcept { return (n + 15) / 16 * 16; }
+
+template <class Arch>
 inline void decode_scales(const f16* in, float* out, std::size_t n) noexcept {
-  std::size_t i = 0;
+  if constexpr (widen_bits<Arch>() == 512) {
 #if defined(__AVX512F__)
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i))));
+    for (std::size_t i = 0; i < n; i += 16)
+      _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i))));
+    return;
 #endif
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
-#endif
-  for (; i < n; ++i) out[i] = f16_finite_to_float(in[i]);
+  }
+  for (std::size_t i = 0; i < n; ++i) out[i] = f16_finite_to_float(in[i]);
 }
 
 // Σ q_j·x_j over one block (codes of Q's layout, x: the block's 32 activations), lane-wise, unscaled.
@@ -277,8 +282,8 @@ struct weight_access<Q> {
     row_dot(const matrix<Q>& w, const float* x)
         : w_(w),
           blocks_(static_cast<std::size_t>(w.blocks_per_row())),
-          scale_(blocks_),
-          min_(Q::has_min ? blocks_ : 0) {
+          scale_(detail::padded_scales(blocks_)),
+          min_(Q::has_min ? detail::padded_scales(blocks_) : 0) {
       if (w.padded_cols() != w.cols()) {  // padding codes meet zeros, so they add nothing
         xpad_.assign(static_cast<std::size_t>(w.padded_cols()), 0.f);
         std::copy(x, x + w.cols(), xpad_.begin());
@@ -298,7 +303,7 @@ struct weight_access<Q> {
     float operator()(std::int64_t r) noexcept {
       using B = fbatch<Arch>;
       constexpr std::size_t bytes = Q::block_bytes, n = Q::block_size;
-      detail::decode_scales(w_.scales(r), scale_.data(), blocks_);
+      detail::decode_scales<Arch>(w_.scales(r), scale_.data(), blocks_);
       const std::uint8_t* c = w_.codes(r);
       B acc0(0.f), acc1(0.f);
       std::size_t b = 0;
@@ -309,7 +314,7 @@ struct weight_access<Q> {
       if (b < blocks_) acc0 = xsimd::fma(detail::block_dot<Q, Arch>(c + b * bytes, x_ + b * n), B(scale_[b]), acc0);
       float s = reduce_sum<Arch>(acc0 + acc1);
       if constexpr (Q::has_min) {
-        detail::decode_scales(w_.mins(r), min_.data(), blocks_);
+        detail::decode_scales<Arch>(w_.mins(r), min_.data(), blocks_);
         s += dot<Arch>(min_.data(), xsum_.data(), blocks_);
       }
       return s;
