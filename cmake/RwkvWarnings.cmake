@@ -1,13 +1,5 @@
-# Strict warnings and optional sanitizers for the project's own executables (never forced on consumers).
-function(rwkv_strict target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Werror)
-  if(RWKV_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=${RWKV_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
-    target_link_options(${target} PRIVATE -fsanitize=${RWKV_SANITIZE})
-  endif()
-endfunction()
-
-# -march=native for the programs whose speed matters (the library itself takes whatever flags the user has).
+# -march=native for this build's own targets when RWKV_NATIVE is on (the library itself takes whatever flags the
+# user has).
 include(CheckCXXCompilerFlag)
 check_cxx_compiler_flag(-march=native RWKV_HAVE_MARCH_NATIVE)
 function(rwkv_native target)
@@ -16,3 +8,16 @@ function(rwkv_native target)
     target_compile_options(${target} PRIVATE -march=native -Wno-maybe-uninitialized)
   endif()
 endfunction()
+
+# Strict warnings, the build's ISA and optional sanitizers for the project's own targets (never forced on
+# consumers). Every target of this build gets the same -march, so no inline function is ever compiled for two
+# ISAs in one program (rwkv-cli and the tests link the prebuilt any_model instantiations).
+function(rwkv_strict target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Werror)
+  rwkv_native(${target})
+  if(RWKV_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=${RWKV_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    target_link_options(${target} PRIVATE -fsanitize=${RWKV_SANITIZE})
+  endif()
+endfunction()
+
