@@ -12,9 +12,9 @@ flags=(-DCMAKE_BUILD_TYPE=Release -DRWKV_BUILD_BENCHMARKS=ON)
 jobs=$(nproc)
 if [ "${1:-}" = "--sanitize" ]; then
   build=build-asan
-  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRWKV_SANITIZE=address,undefined -DRWKV_BUILD_BENCHMARKS=OFF)
+  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRWKV_SANITIZE=address,undefined -DRWKV_BUILD_BENCHMARKS=OFF -DRWKV_NATIVE=OFF)
 elif [ "${1:-}" = "--tsan" ]; then
-  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRWKV_SANITIZE=thread -DRWKV_BUILD_BENCHMARKS=OFF
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRWKV_SANITIZE=thread -DRWKV_BUILD_BENCHMARKS=OFF -DRWKV_NATIVE=OFF
   cmake --build build-tsan -j "$jobs" --target thread_safety_test batch_test
   (cd build-tsan && ctest --output-on-failure -R "^(thread_safety_test|batch_test)$")
   exit 0
