@@ -50,7 +50,7 @@ SAMPLING: [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--presence
           [--penalty-decay D] [--seed S] [--precision P] [--threads N] [--vocab PATH]
 
 MODEL is an RWKV-4, 5.x, 6 or 7 checkpoint: safetensors, PyTorch .pth or rwkv.cpp .bin, recognised by content.
-P is the weight storage: f32 (default), bf16 or f16; arithmetic and the state are always float32.
+P is the weight storage: f32 (default), bf16, f16, q8 or q4; arithmetic and the state are always float32.
 generate and chat default to the tiny RWKV-7 model bundled in the source tree.
 )";
 
