@@ -1,8 +1,9 @@
 #pragma once
 // Quantized weight storage: rwkv::q8 (int8) and rwkv::q4 (4-bit) blocks of 32 weights along a row, each block
 // with its own float16 scale (and, for q4, its own float16 minimum). Weights are quantized once, at load, from
-// the checkpoint's F32/F16/BF16 values; arithmetic stays float32 (kernels widen codes to float and scale once
-// per block; the recurrent state and every accumulation are float32, see precision.hpp).
+// the checkpoint's F32/F16/BF16 values, or read as they are from a file written by `rwkv-cli quantize`
+// (io/quantized.hpp: the same blocks, so the same logits); arithmetic stays float32 (kernels widen codes to
+// float and scale once per block; the recurrent state and every accumulation are float32, see precision.hpp).
 //
 // Formats (block b of row r covers columns [32b, 32b + 32); rows are padded to whole blocks):
 //   q8  code q ∈ [-127, 127] (int8),   w = d·q         d = amax/127 rounded *up* to float16, q = round(w/d)
@@ -180,8 +181,10 @@ template <class T>
 concept QuantizedStorage = std::is_same_v<T, q8> || std::is_same_v<T, q4>;
 
 // A rows x cols weight matrix in a quantized format: for each row, its blocks' codes (blocks_per_row ·
-// Q::block_bytes bytes, rows contiguous, 64-byte aligned), and per block a float16 scale (and minimum for q4).
-// Always owned (quantized at load); copies share the immutable storage.
+// Q::block_bytes bytes, rows contiguous), and per block a float16 scale (and minimum for q4). Either quantized
+// here (owned, codes 64-byte aligned) or over blocks already quantized (a pre-quantized file, io/quantized.hpp:
+// the codes viewed in place, the scales too where they may be over-read, see from_blocks). Copies share the
+// immutable storage.
 template <QuantizedStorage Q>
 class matrix<Q> {
  public:
@@ -216,6 +219,37 @@ class matrix<Q> {
         if constexpr (Q::has_min) s->mins[i] = min;
       }
     }
+    m.codes_ = s->codes.get();
+    m.scales_ = s->scales.data();
+    if constexpr (Q::has_min) m.mins_ = s->mins.data();
+    m.store_ = std::move(s);
+    return m;
+  }
+
+  // Over blocks quantized before (a pre-quantized file): `codes` rows × blocks_per_row blocks of Q::block_bytes,
+  // `scales` (and for q4 `mins`) rows × blocks_per_row little-endian float16, each finite (the caller checks).
+  // Nothing is copied when the scales and minimums are 2-byte aligned and `padded` (at least 32 readable bytes
+  // follow each array: the kernels convert 16 float16 at a time, up to 15 past a row's last block); otherwise
+  // the scales and minimums are copied into padded arrays. The codes are always used in place (the kernels load
+  // them unaligned). `owner` keeps the memory alive.
+  static matrix from_blocks(const std::uint8_t* codes, const std::byte* scales, const std::byte* mins,
+                            std::int64_t rows, std::int64_t cols, bool padded, std::shared_ptr<const void> owner) {
+    matrix m;
+    m.rows_ = rows;
+    m.cols_ = cols;
+    m.blocks_ = (cols + block - 1) / block;
+    auto s = std::make_shared<storage>();
+    s->owner = std::move(owner);
+    m.codes_ = codes;
+    const auto nblocks = static_cast<std::size_t>(rows * m.blocks_);
+    auto place = [&](const std::byte* src, std::vector<f16>& copy) -> const f16* {
+      if (padded && reinterpret_cast<std::uintptr_t>(src) % alignof(f16) == 0) return reinterpret_cast<const f16*>(src);
+      copy.resize(nblocks + scale_padding);
+      if (nblocks) std::memcpy(copy.data(), src, nblocks * sizeof(f16));
+      return copy.data();
+    };
+    m.scales_ = place(scales, s->scales);
+    if constexpr (Q::has_min) m.mins_ = place(mins, s->mins);
     m.store_ = std::move(s);
     return m;
   }
@@ -227,10 +261,10 @@ class matrix<Q> {
 
   // Row r's codes (blocks_per_row() blocks of Q::block_bytes), scales and (q4) minimums.
   const std::uint8_t* codes(std::int64_t r) const noexcept {
-    return store_->codes.get() + static_cast<std::size_t>(r * blocks_ * Q::block_bytes);
+    return codes_ + static_cast<std::size_t>(r * blocks_ * Q::block_bytes);
   }
-  const f16* scales(std::int64_t r) const noexcept { return store_->scales.data() + r * blocks_; }
-  const f16* mins(std::int64_t r) const noexcept requires Q::has_min { return store_->mins.data() + r * blocks_; }
+  const f16* scales(std::int64_t r) const noexcept { return scales_ + r * blocks_; }
+  const f16* mins(std::int64_t r) const noexcept requires Q::has_min { return mins_ + r * blocks_; }
 
   // Weight (r, c) as the kernels see it.
   float at(std::int64_t r, std::int64_t c) const noexcept {
@@ -270,14 +304,19 @@ class matrix<Q> {
   struct aligned_delete {
     void operator()(std::uint8_t* p) const noexcept { ::operator delete[](p, std::align_val_t{64}); }
   };
+  // What this matrix owns: codes and scales quantized here or copied, and/or the memory viewed (owner).
   struct storage {
     std::unique_ptr<std::uint8_t[], aligned_delete> codes;
     std::vector<f16> scales, mins;
+    std::shared_ptr<const void> owner;
   };
 
   static constexpr std::size_t scale_padding = 16;
 
   std::int64_t rows_ = 0, cols_ = 0, blocks_ = 0;
+  const std::uint8_t* codes_ = nullptr;
+  const f16* scales_ = nullptr;
+  const f16* mins_ = nullptr;
   std::shared_ptr<const storage> store_;
 };
 

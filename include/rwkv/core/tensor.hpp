@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -92,6 +93,19 @@ inline std::string shape_string(std::span<const std::int64_t> shape) {
   return s + "]";
 }
 
+// The blocks of a matrix stored pre-quantized (rwkvpp's quantized safetensors layout, io/quantized.hpp). The
+// tensor_view then has dtype U8, `data`/`nbytes` are the codes (rows × blocks_per_row blocks, row-major, in the
+// layout of core/quant.hpp) and `shape` is the logical [rows, cols] of the matrix.
+struct quantized_blocks {
+  std::string format;                 // "q8" or "q4" (rwkv::q8::name, rwkv::q4::name)
+  std::int64_t blocks_per_row = 0;    // ceil(cols / 32)
+  const std::byte* scales = nullptr;  // rows × blocks_per_row float16, little-endian, possibly unaligned
+  const std::byte* mins = nullptr;    // the same for q4's minimums; null for q8
+  // At least 32 readable bytes follow the scales and the minimums in memory (the kernels convert 16 float16
+  // at a time and may read up to 15 past a row's last block), so they can be used in place.
+  bool padded = false;
+};
+
 // A tensor as stored in a file: bytes are little-endian, row-major, possibly unaligned.
 struct tensor_view {
   std::string name;
@@ -99,6 +113,7 @@ struct tensor_view {
   std::vector<std::int64_t> shape;
   const std::byte* data = nullptr;
   std::size_t nbytes = 0;
+  std::optional<quantized_blocks> quantized;  // set for a pre-quantized matrix (see above)
 
   std::int64_t numel() const {
     std::int64_t n = 1;
@@ -131,6 +146,9 @@ inline float load_as_float(const tensor_view& t, std::size_t i) {
       return static_cast<float>(v);
     }
     default:
+      if (t.quantized)
+        throw error("stored as " + t.quantized->format + " blocks, not floating-point values (io::dequantize)", {},
+                    t.name);
       throw error(std::string("dtype ") + dtype_name(t.type) + " is not a floating-point type", {}, t.name);
   }
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Opens a model file of any supported format, recognised by its content (not its extension), as a list of
-// named tensor views with official names and semantics.
+// named tensor views with official names and semantics. A safetensors file written by `rwkv-cli quantize`
+// (io/quantized.hpp) gives its quantized matrices as views of their blocks, with their logical shapes.
 
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/io/mapped_file.hpp"
 #include "rwkv/io/pth.hpp"
+#include "rwkv/io/quantized.hpp"
 #include "rwkv/io/rwkvcpp.hpp"
 #include "rwkv/io/safetensors.hpp"
 
@@ -55,7 +57,9 @@ inline checkpoint open_checkpoint(const std::filesystem::path& path) {
   switch (format) {
     case file_format::safetensors: {
       safetensors_file st(file);
-      return {st.path(), format, st.tensors(), st.owner(), st.metadata()};
+      // A file written by rwkv-cli quantize: its q8/q4 matrices become one view each (io/quantized.hpp).
+      return {st.path(), format, assemble_quantized(st.tensors(), st.metadata(), st.path(), file->bytes()), st.owner(),
+              st.metadata()};
     }
     case file_format::pth: {
       pth_file pth(file);

@@ -213,9 +213,12 @@ struct tensor_to_write {
   }
 };
 
-// Serialises tensors (in the given order) into safetensors bytes; the header is padded to 8 bytes.
-inline std::vector<std::byte> to_safetensors_bytes(const std::vector<tensor_to_write>& tensors,
-                                                   const std::map<std::string, std::string>& metadata = {}) {
+namespace detail {
+
+// The 8-byte header length and the JSON header (padded with spaces to a multiple of 8) of a safetensors file
+// holding `tensors` in the given order.
+inline std::string safetensors_prefix(const std::vector<tensor_to_write>& tensors,
+                                      const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
@@ -230,11 +233,23 @@ inline std::vector<std::byte> to_safetensors_bytes(const std::vector<tensor_to_w
   }
   std::string json = header.dump();
   while ((8 + json.size()) % 8 != 0) json.push_back(' ');
-  std::vector<std::byte> out(8 + json.size() + offset);
+  std::string out(8, '\0');
   const std::uint64_t n = json.size();
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>((n >> (8 * i)) & 0xFF);
-  std::memcpy(out.data() + 8, json.data(), json.size());
-  std::size_t pos = 8 + json.size();
+  for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  return out + json;
+}
+
+}  // namespace detail
+
+// Serialises tensors (in the given order) into safetensors bytes; the header is padded to 8 bytes.
+inline std::vector<std::byte> to_safetensors_bytes(const std::vector<tensor_to_write>& tensors,
+                                                   const std::map<std::string, std::string>& metadata = {}) {
+  const std::string prefix = detail::safetensors_prefix(tensors, metadata);
+  std::size_t size = prefix.size();
+  for (const auto& t : tensors) size += t.bytes.size();
+  std::vector<std::byte> out(size);
+  std::memcpy(out.data(), prefix.data(), prefix.size());
+  std::size_t pos = prefix.size();
   for (const auto& t : tensors) {
     if (!t.bytes.empty()) std::memcpy(out.data() + pos, t.bytes.data(), t.bytes.size());
     pos += t.bytes.size();
@@ -242,12 +257,16 @@ inline std::vector<std::byte> to_safetensors_bytes(const std::vector<tensor_to_w
   return out;
 }
 
+// Writes the file tensor by tensor (no second copy of the data in memory).
 inline void save_safetensors(const std::filesystem::path& path, const std::vector<tensor_to_write>& tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
-  const auto bytes = to_safetensors_bytes(tensors, metadata);
+  const std::string prefix = detail::safetensors_prefix(tensors, metadata);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw error("cannot open for writing", path.string());
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+  for (const auto& t : tensors)
+    out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+  out.flush();
   if (!out) throw error("write failed", path.string());
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // Turns named tensors of a checkpoint into the model's weights: checks each expected tensor exists with the
-// expected shape and a floating-point dtype, converts to the storage type (or views the file when it already
-// is), rejects NaN/Inf, and at the end lists every tensor the model did not use.
+// expected shape and a floating-point dtype (or is a pre-quantized matrix, io/quantized.hpp), converts to the
+// storage type (or views the file when it already is), rejects NaN/Inf, and at the end lists every tensor the
+// model did not use.
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/precision.hpp"
 #include "rwkv/core/tensor.hpp"
+#include "rwkv/io/quantized.hpp"
 
 namespace rwkv::io {
 
@@ -83,12 +85,25 @@ class weight_reader {
   }
 
   // A (rows x cols) weight matrix in storage type T, zero-copy when the file already holds T aligned.
-  // Quantized types (q8, q4) are quantized here from the file's F32/F16/BF16 values.
+  // Quantized types (q8, q4) are quantized here from the file's F32/F16/BF16 values, or taken as they are from
+  // a pre-quantized file of the same format (zero-copy over the mapping, io/quantized.hpp). A pre-quantized
+  // matrix read as f32/bf16/f16 is dequantized; read as the other quantized format it is refused (quantizing
+  // quantized weights again compounds the errors).
   template <class T>
   matrix<T> weight(const std::string& name, std::int64_t rows, std::int64_t cols) {
     const auto& t = take(name);
     check_2d(t, rows, cols);
+    weight_shapes_[name] = {rows, cols};
     if constexpr (QuantizedStorage<T>) {
+      if (t.quantized) {
+        if (t.quantized->format != T::name)
+          fail("stored as " + t.quantized->format + " blocks; loading them as " + std::string(T::name) +
+                   " would quantize already-quantized weights (the errors compound): load it with precision " +
+                   t.quantized->format + " (or f32/bf16/f16 to dequantize), or quantize the original checkpoint to " +
+                   T::name,
+               name);
+        return io::quantized_matrix<T>(t, owner_);
+      }
       const auto floats = to_floats(t);  // also rejects NaN/Inf unless check_finite is off
       try {
         return matrix<T>::quantize(floats.data(), rows, cols, name);
@@ -112,6 +127,11 @@ class weight_reader {
                  name);
       return matrix<T>::owned(std::move(out), rows, cols);
     }
+  }
+
+  // Every tensor read with weight<T>() so far and its (rows, cols): what a quantized model stores quantized.
+  const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& weight_shapes() const noexcept {
+    return weight_shapes_;
   }
 
   // Total number of elements of the tensors consumed so far (the model's parameter count).
@@ -140,7 +160,7 @@ class weight_reader {
  private:
   const tensor_view& take(const std::string& name) {
     const auto& t = peek(name);
-    if (t.type != dtype::f32 && t.type != dtype::f16 && t.type != dtype::bf16)
+    if (t.type != dtype::f32 && t.type != dtype::f16 && t.type != dtype::bf16 && !t.quantized)
       fail(std::string("unsupported dtype ") + dtype_name(t.type) + " for a weight (expected F32, F16 or BF16)", name);
     used_.insert(name);
     consumed_.insert(name);
@@ -158,6 +178,7 @@ class weight_reader {
   }
 
   std::vector<float> to_floats(const tensor_view& t) const {
+    if (t.quantized) return io::dequantize(t);  // finite: the scales and minimums were checked when opened
     std::vector<float> out(static_cast<std::size_t>(t.numel()));
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_as_float(t, i);
     if (options_.check_finite)
@@ -177,6 +198,7 @@ class weight_reader {
   std::map<std::string, tensor_view> tensors_;
   std::set<std::string> used_;      // consumed or explicitly ignored
   std::set<std::string> consumed_;  // read by the model
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> weight_shapes_;
   std::shared_ptr<const void> owner_;
   load_options options_;
 };
