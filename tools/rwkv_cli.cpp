@@ -23,6 +23,7 @@
 
 #include <rwkv/any_model.hpp>
 #include <rwkv/generate.hpp>
+#include <rwkv/quantize.hpp>
 #include <rwkv/random_checkpoint.hpp>
 #include <rwkv/rwkv.hpp>
 #include <rwkv/tokenizer/world.hpp>
@@ -40,6 +41,7 @@ constexpr const char* usage_text = R"(usage:
   rwkv-cli generate [MODEL] [--prompt TEXT] [SAMPLING]
   rwkv-cli chat [MODEL] [SAMPLING]
   rwkv-cli convert MODEL --out OUT.safetensors [--dtype f32|bf16|f16]
+  rwkv-cli quantize MODEL --to q8|q4 --out OUT.safetensors
   rwkv-cli make-random --version 4|5.2|6|7 --layers L --embd C --vocab V [--head-size N] [--dtype f32|bf16|f16]
                        --seed S --out PATH
   rwkv-cli bench MODEL [--prompt N] [--decode N] [--threads N] [--precision P] [--runs R]   (one JSON line)
@@ -50,7 +52,8 @@ SAMPLING: [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--presence
           [--penalty-decay D] [--seed S] [--precision P] [--threads N] [--vocab PATH]
 
 MODEL is an RWKV-4, 5.x, 6 or 7 checkpoint: safetensors, PyTorch .pth or rwkv.cpp .bin, recognised by content.
-P is the weight storage: f32 (default), bf16, f16, q8 or q4; arithmetic and the state are always float32.
+P is the weight storage: f32, bf16, f16, q8 or q4; arithmetic and the state are always float32. The default is
+f32, or for a file written by `quantize` its own format (q8/q4 blocks load as they are; f32/bf16/f16 dequantize).
 generate and chat default to the tiny RWKV-7 model bundled in the source tree.
 )";
 
@@ -116,10 +119,24 @@ std::vector<std::int32_t> parse_tokens(const std::string& s) {
   return out;
 }
 
+// --precision, or by default f32; a file written by `quantize` defaults to its own format (f32 would dequantize
+// every matrix into four to eight times the memory).
+rwkv::storage_choice precision_for(const args& a, const std::string& path) {
+  if (const auto p = a.get("--precision")) return rwkv::parse_storage(*p);
+  const auto file = rwkv::io::mapped_file::open(path);
+  if (rwkv::io::detect_format(file->bytes(), file->name()) == rwkv::io::file_format::safetensors) {
+    const rwkv::io::safetensors_file st(file);
+    const auto it = st.metadata().find(rwkv::io::quantized_format::quantization_key);
+    if (it != st.metadata().end() && (it->second == "q8" || it->second == "q4")) return rwkv::parse_storage(it->second);
+    // (another value: loading reports it, naming the file)
+  }
+  return rwkv::storage_choice::f32;
+}
+
 int cmd_info(int argc, char** argv) {
   args a(argc, argv, {});
   if (a.positional.size() != 1) throw usage_error("info takes exactly one MODEL");
-  const auto m = rwkv::any_model::load(a.positional[0]);
+  const auto m = rwkv::any_model::load(a.positional[0], precision_for(a, a.positional[0]));
   const auto& i = m.info();
   std::cout << "version: " << i.version << "\n"
             << "n_layer: " << i.n_layer << "\n"
@@ -144,7 +161,7 @@ int cmd_logits(int argc, char** argv) {
   const auto mode = a.get("--mode").value_or("step");
   if (mode != "step" && mode != "sequence") throw usage_error("--mode must be step or sequence");
   const auto tokens = parse_tokens(*tokens_arg);
-  const auto m = rwkv::any_model::load(a.positional[0], rwkv::parse_storage(a.get("--precision").value_or("f32")));
+  const auto m = rwkv::any_model::load(a.positional[0], precision_for(a, a.positional[0]));
   const auto V = m.info().vocab;
   rwkv::thread_pool pool(parse_threads(a));
   std::vector<float> logits;
@@ -200,7 +217,7 @@ int cmd_generate(int argc, char** argv) {
   args a(argc, argv, known);
   if (a.positional.size() > 1) throw usage_error("generate takes at most one MODEL");
   const std::string path = a.positional.empty() ? std::string(RWKV_DEFAULT_MODEL) : a.positional[0];
-  const auto m = rwkv::any_model::load(path, rwkv::parse_storage(a.get("--precision").value_or("f32")));
+  const auto m = rwkv::any_model::load(path, precision_for(a, path));
   const std::string prompt = a.get("--prompt").value_or("\n");
   if (prompt.empty()) throw usage_error("--prompt must not be empty");
   const auto params = parse_generation(a, 200);
@@ -222,7 +239,7 @@ int cmd_chat(int argc, char** argv) {
   args a(argc, argv, sampling_options);
   if (a.positional.size() > 1) throw usage_error("chat takes at most one MODEL");
   const std::string path = a.positional.empty() ? std::string(RWKV_DEFAULT_MODEL) : a.positional[0];
-  const auto m = rwkv::any_model::load(path, rwkv::parse_storage(a.get("--precision").value_or("f32")));
+  const auto m = rwkv::any_model::load(path, precision_for(a, path));
   auto params = parse_generation(a, 300);
   params.stop_strings = {"\n\nUser:", "\n\n"};
   rwkv::thread_pool pool(parse_threads(a));
@@ -258,21 +275,24 @@ int cmd_convert(int argc, char** argv) {
   for (const auto& t : in.tensors) {
     rwkv::io::tensor_to_write w{t.name, t.type, t.shape, {}};
     const bool is_float = t.type == rwkv::dtype::f32 || t.type == rwkv::dtype::f16 || t.type == rwkv::dtype::bf16;
-    if (!is_float || dtype == "keep" || dtype == rwkv::dtype_name(t.type)) {
+    // A quantized file's blocks are dequantized (to F32 unless --dtype says otherwise).
+    const std::string to = t.quantized && dtype == "keep" ? "f32" : dtype;
+    if (!t.quantized && (!is_float || dtype == "keep" || dtype == rwkv::dtype_name(t.type))) {
       w.bytes.assign(t.data, t.data + t.nbytes);
     } else {
       const auto n = static_cast<std::size_t>(t.numel());
+      const auto dequantized = t.quantized ? rwkv::io::dequantize(t) : std::vector<float>{};
       auto put = [&]<class T>(T) {
         w.type = rwkv::dtype_of<T>();
         w.bytes.resize(n * sizeof(T));
         for (std::size_t i = 0; i < n; ++i) {
-          const T v = rwkv::from_float<T>(rwkv::load_as_float(t, i));
+          const T v = rwkv::from_float<T>(t.quantized ? dequantized[i] : rwkv::load_as_float(t, i));
           std::memcpy(w.bytes.data() + i * sizeof(T), &v, sizeof(T));
         }
       };
-      if (dtype == "f32") put(float{});
-      if (dtype == "bf16") put(rwkv::bf16{});
-      if (dtype == "f16") put(rwkv::f16{});
+      if (to == "f32") put(float{});
+      if (to == "bf16") put(rwkv::bf16{});
+      if (to == "f16") put(rwkv::f16{});
     }
     tensors.push_back(std::move(w));
   }
@@ -282,6 +302,23 @@ int cmd_convert(int argc, char** argv) {
                               {"converted_from", std::string(rwkv::io::format_name(in.format))}});
   std::cerr << "rwkv-cli: wrote " << tensors.size() << " tensors (RWKV-" << rwkv::version_name(version) << ") to "
             << *out << "\n";
+  return 0;
+}
+
+// Any supported checkpoint to a safetensors file of q8 or q4 blocks (io/quantized.hpp), which loads without
+// quantizing again and gives the logits of the source loaded with that precision.
+int cmd_quantize(int argc, char** argv) {
+  args a(argc, argv, {"--to", "--out"});
+  if (a.positional.size() != 1) throw usage_error("quantize takes exactly one input MODEL");
+  const auto out = a.get("--out");
+  const auto to = a.get("--to");
+  if (!out) throw usage_error("quantize needs --out");
+  if (!to) throw usage_error("quantize needs --to q8|q4");
+  if (*to != "q8" && *to != "q4") throw usage_error("--to must be q8 or q4");
+  const auto s = rwkv::quantize_checkpoint(a.positional[0], *out, rwkv::parse_storage(*to));
+  std::cerr << "rwkv-cli: wrote RWKV-" << s.version << " with " << s.quantized << " matrices as " << *to << " ("
+            << s.quantized_elements << " of " << s.parameters << " parameters) and " << s.copied
+            << " tensors unchanged to " << *out << "\n";
   return 0;
 }
 
@@ -347,6 +384,22 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+const char* storage_label(rwkv::storage_choice s) {
+  switch (s) {
+    case rwkv::storage_choice::f32:
+      return "f32";
+    case rwkv::storage_choice::bf16:
+      return "bf16";
+    case rwkv::storage_choice::f16:
+      return "f16";
+    case rwkv::storage_choice::q8:
+      return "q8";
+    case rwkv::storage_choice::q4:
+      return "q4";
+  }
+  return "?";
+}
+
 // Bytes read per weight of a big matrix: q8 is 32 int8 + an f16 scale per 32 weights, q4 32 nibbles + f16
 // scale and minimum.
 double bytes_per_weight(rwkv::storage_choice s) {
@@ -373,8 +426,8 @@ int cmd_bench(int argc, char** argv) {
   const auto decode_len = parse_number<int>(a.get("--decode").value_or("64"), "--decode");
   const auto runs = parse_number<int>(a.get("--runs").value_or("3"), "--runs");
   if (prompt_len < 1 || decode_len < 1 || runs < 1) throw usage_error("--prompt, --decode and --runs must be >= 1");
-  const auto precision = a.get("--precision").value_or("f32");
-  const auto storage = rwkv::parse_storage(precision);
+  const auto storage = precision_for(a, a.positional[0]);
+  const std::string precision = storage_label(storage);
   rwkv::thread_pool pool(parse_threads(a));
   using clock = std::chrono::steady_clock;
   auto seconds = [](clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); };
@@ -468,6 +521,7 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return cmd_generate(argc, argv);
     if (cmd == "chat") return cmd_chat(argc, argv);
     if (cmd == "convert") return cmd_convert(argc, argv);
+    if (cmd == "quantize") return cmd_quantize(argc, argv);
     if (cmd == "make-random") return cmd_make_random(argc, argv);
     if (cmd == "bench") return cmd_bench(argc, argv);
     if (cmd == "tokenize") return cmd_tokenize(argc, argv);

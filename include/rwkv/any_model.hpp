@@ -3,6 +3,8 @@
 // of the right compiled type behind one interface. Use the concrete types (rwkv::v7::Model<...>) when the
 // version is known at compile time; use this when it comes from a file (CLIs, servers, bindings).
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -132,12 +134,20 @@ class any_model {
     M model;
   };
 
-  // Opens `path` (safetensors, .pth or rwkv.cpp; recognised by content) with the chosen weight storage.
+  // Opens `path` (safetensors, .pth or rwkv.cpp; recognised by content) with the chosen weight storage. A file
+  // written by `rwkv-cli quantize` loads with its own format without quantizing again, or dequantized with
+  // f32/bf16/f16; the other quantized format is refused (io/quantized.hpp).
   static any_model load(const std::filesystem::path& path, storage_choice storage = storage_choice::f32,
                         io::load_options options = {}) {
     auto file = io::open_checkpoint(path);
-    const auto version = detect_version(file.tensors, file.path);
     io::weight_reader reader(file.path, file.tensors, file.owner, options);
+    return from_reader(reader, file, storage);
+  }
+
+  // The model of an opened checkpoint, read through `reader` (a reader over file's tensors); afterwards the
+  // reader tells what the model read (weight_reader::weight_shapes: the matrices a quantized model quantizes).
+  static any_model from_reader(io::weight_reader& reader, const io::checkpoint& file, storage_choice storage) {
+    const auto version = detect_version(file.tensors, file.path);
     any_model m;
     m.info_.version = version_name(version);
     m.info_.format = io::format_name(file.format);
@@ -185,10 +195,15 @@ class any_model {
   any_state load_state(const std::filesystem::path& path) const { return impl().load_state(path); }
 
  private:
+  // The dtypes of the file, e.g. "F32" or "BF16"; pre-quantized matrices count as their format ("F32+Q8").
   static std::string dtype_summary(const std::vector<tensor_view>& tensors) {
     std::vector<std::string> kinds;
     for (const auto& t : tensors) {
-      const std::string n = dtype_name(t.type);
+      std::string n = dtype_name(t.type);
+      if (t.quantized) {
+        n = t.quantized->format;
+        for (auto& ch : n) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      }
       if (std::find(kinds.begin(), kinds.end(), n) == kinds.end()) kinds.push_back(n);
     }
     std::sort(kinds.begin(), kinds.end());
