@@ -11,6 +11,7 @@
 #include <functional>
 
 #include <rwkv/any_model.hpp>
+#include <rwkv/quantize.hpp>
 #include <rwkv/state_file.hpp>
 #include <rwkv/v7.hpp>
 
@@ -186,4 +187,29 @@ BOOST_AUTO_TEST_CASE(state_file_of_another_model) {
   auto wrong = tiny.make_state();
   expect_error([&] { dev.step(1, wrong); }, {"the state was made for a different model"}, "v7-dev.model.safetensors");
   fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(damaged_quantized_file_and_other_quantized_precision) {
+  const auto q8file = temp_file("q8.safetensors");
+  quantize_checkpoint(test::data_path("v7-dev.model.safetensors"), q8file, storage_choice::q8);
+  expect_error([&] { any_model::load(q8file, storage_choice::q4); },
+               {"stored as q8 blocks; loading them as q4 would quantize already-quantized weights"}, q8file.string(),
+               "emb.weight");
+  const auto f = io::safetensors_file::open(q8file);
+  std::vector<io::tensor_to_write> ts;
+  for (const auto& t : f.tensors()) ts.push_back({t.name, t.type, t.shape, {t.data, t.data + t.nbytes}});
+  auto& scale = find(ts, "blocks.0.ffn.key.weight.scale");
+  scale.bytes[2 * 37] = std::byte{0x00};
+  scale.bytes[2 * 37 + 1] = std::byte{0x7E};  // float16 NaN; 4 blocks a row: row 9, block 1
+  const auto nan = temp_file("q8nan.safetensors");
+  io::save_safetensors(nan, ts, f.metadata());
+  expect_error([&] { any_model::load(nan, storage_choice::q8); }, {"non-finite scale (NaN or Inf) at row 9, block 1"},
+               nan.string(), "blocks.0.ffn.key.weight.scale");
+  auto meta = f.metadata();
+  meta["rwkvpp.quantization"] = "q3";
+  const auto q3 = temp_file("q3.safetensors");
+  io::save_safetensors(q3, ts, meta);
+  expect_error([&] { any_model::load(q3, storage_choice::q8); },
+               {"unknown rwkvpp.quantization 'q3' (supported: q8, q4)"}, q3.string());
+  for (const auto& p : {q8file, nan, q3}) fs::remove(p);
 }

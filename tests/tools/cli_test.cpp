@@ -252,3 +252,78 @@ BOOST_AUTO_TEST_CASE(failures_are_one_line_errors) {
   BOOST_CHECK_EQUAL(r.code, 1);
   BOOST_CHECK_EQUAL(run("frobnicate").code, 2);
 }
+
+namespace {
+
+// The data of a logits file (everything after the header): equal data means bit-identical logits.
+std::string logits_bytes(const fs::path& p) {
+  const auto f = rwkv::io::safetensors_file::open(p);
+  const auto& l = f.at("logits");
+  return {reinterpret_cast<const char*>(l.data), l.nbytes};
+}
+
+}  // namespace
+
+// quantize writes a file that logits/generate/bench/info load directly, with the logits of the source loaded
+// with the same precision, bit for bit; its default precision is the file's own.
+BOOST_AUTO_TEST_CASE(quantize_round_trip) {
+  const auto golden = rwkv::io::safetensors_file::open(data_path("v7-dev.golden.safetensors"));
+  const std::string tokens = join(rwkv::test::ints(golden.at("tokens")));
+  const auto want = temp_file("want.safetensors"), got = temp_file("got.safetensors");
+  for (const std::string q : {"q8", "q4"}) {
+    for (const std::string source : {"v7-dev.model.safetensors", "tiny-7v0.model.pth"}) {
+      const auto file = temp_file(source + "." + q + ".safetensors");
+      const auto r = run("quantize " + data_path(source) + " --to " + q + " --out " + file.string());
+      BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+      BOOST_CHECK_MESSAGE(r.err.find(" matrices as " + q) != std::string::npos, r.err);
+      const std::string toks = source.starts_with("v7-dev") ? tokens : "84,104,101,32,113";
+      for (const std::string mode : {"step", "sequence"}) {
+        BOOST_REQUIRE_EQUAL(run("logits " + data_path(source) + " --tokens " + toks + " --mode " + mode +
+                                " --precision " + q + " --out " + want.string())
+                                .code,
+                            0);
+        for (const std::string& precision : {" --precision " + q, std::string()}) {  // explicit, then default
+          const auto l = run("logits " + file.string() + " --tokens " + toks + " --mode " + mode + precision +
+                             " --out " + got.string());
+          BOOST_REQUIRE_MESSAGE(l.code == 0, l.err);
+          BOOST_CHECK_MESSAGE(logits_bytes(got) == logits_bytes(want), source << " " << q << " " << mode << precision);
+        }
+      }
+      const auto info = run("info " + file.string());
+      BOOST_CHECK_MESSAGE(
+          info.out.find("dtype: F32+" + std::string(q == "q8" ? "Q8" : "Q4") + "\n") != std::string::npos, info.out);
+      fs::remove(file);
+    }
+  }
+  // generate and bench on a quantized file (tiny-7v0: byte-level, so generate has a tokenizer).
+  const auto tiny = temp_file("tiny.q8.safetensors");
+  BOOST_REQUIRE_EQUAL(
+      run("quantize " + data_path("tiny-7v0.model.safetensors") + " --to q8 --out " + tiny.string()).code, 0);
+  const auto g = run("generate " + tiny.string() + " --prompt Hello --max-tokens 16 --seed 3");
+  BOOST_REQUIRE_MESSAGE(g.code == 0, g.err);
+  BOOST_CHECK_EQUAL(g.out.size(), 5u + 16u + 1u);
+  const auto b = run("bench " + tiny.string() + " --prompt 4 --decode 2 --runs 1");
+  BOOST_REQUIRE_MESSAGE(b.code == 0, b.err);
+  BOOST_CHECK_MESSAGE(b.out.find("\"precision\": \"q8\"") != std::string::npos, b.out);
+  // convert dequantizes: its F32 file gives the logits of the quantized file loaded as f32.
+  const auto f32 = temp_file("tiny.dequantized.safetensors");
+  BOOST_REQUIRE_EQUAL(run("convert " + tiny.string() + " --out " + f32.string()).code, 0);
+  BOOST_REQUIRE_EQUAL(run("logits " + f32.string() + " --tokens 1,2,3 --out " + want.string()).code, 0);
+  BOOST_REQUIRE_EQUAL(run("logits " + tiny.string() + " --tokens 1,2,3 --precision f32 --out " + got.string()).code, 0);
+  BOOST_CHECK(logits_bytes(got) == logits_bytes(want));
+  BOOST_CHECK(run("info " + f32.string()).out.find("dtype: F32\n") != std::string::npos);
+  // Failures: the other quantized format (one line naming the file and tensor), usage errors.
+  const auto other = run("logits " + tiny.string() + " --tokens 1 --precision q4 --out " + got.string());
+  check_one_line_error(other);
+  BOOST_CHECK_EQUAL(other.code, 1);
+  BOOST_CHECK_MESSAGE(other.err.find(tiny.string() + ": tensor 'emb.weight': stored as q8 blocks") != std::string::npos,
+                      other.err);
+  const auto q5 = run("quantize " + data_path("tiny-7v0.model.safetensors") + " --to q5 --out " + got.string());
+  check_one_line_error(q5);
+  BOOST_CHECK_EQUAL(q5.code, 2);
+  BOOST_CHECK_EQUAL(run("quantize " + data_path("tiny-7v0.model.safetensors") + " --to q8").code, 2);
+  const auto not_model = run("quantize " + data_path("v7-dev.golden.safetensors") + " --to q8 --out " + got.string());
+  check_one_line_error(not_model);
+  BOOST_CHECK_EQUAL(not_model.code, 1);
+  for (const auto& p : {tiny, f32, want, got}) fs::remove(p);
+}
