@@ -1,7 +1,8 @@
 // Quantized (q8, q4) and float16 weight storage: block round trips checked by hand, the kernels against the
 // dequantized weights, quantization at load, fp16 storage against the official reference's logits, and the
-// accuracy of q8/q4 on real trained models (mean KL of the next-token distribution vs float32, perplexity on
-// tests/data/english.txt) with the figures printed (--log_level=message).
+// accuracy of bf16/f16/q8/q4 on real trained models (mean KL of the next-token distribution vs float32,
+// perplexity on tests/data/english.txt) with the figures printed (--log_level=message; README's precision
+// table). Pre-quantized files (rwkv-cli quantize): quantized_file_test.cpp.
 #define BOOST_TEST_MODULE quant
 #include <boost/test/unit_test.hpp>
 
@@ -385,13 +386,18 @@ void check_quantized(const std::string& name, bool trained, double max_kl_q8, do
   const auto f32 = run<M<rwkv::f32>>(name, tokens, text);
   const auto q8 = run<M<q8_weights>>(name, tokens, text);
   const auto q4 = run<M<q4_weights>>(name, tokens, text);
+  // The 16-bit float storages on the same scale (README's precision table); they must do at least as well as
+  // q8 (bf16 keeps 8 significant bits of every weight, q8 about 7 of a block's largest).
+  const auto b16 = run<M<bf16_weights>>(name, tokens, text);
+  const auto h16 = run<M<f16_weights>>(name, tokens, text);
   const double p32 = perplexity(f32.text, text);
   struct row {
     const char* format;
     const run_result& r;
     double max_kl, max_ppl;
   };
-  for (const row& x : {row{"q8", q8, max_kl_q8, max_ppl_q8}, row{"q4", q4, max_kl_q4, max_ppl_q4}}) {
+  for (const row& x : {row{"bf16", b16, max_kl_q8, max_ppl_q8}, row{"f16", h16, max_kl_q8, max_ppl_q8},
+                       row{"q8", q8, max_kl_q8, max_ppl_q8}, row{"q4", q4, max_kl_q4, max_ppl_q4}}) {
     const double kl_golden = mean_kl(f32.golden, x.r.golden), kl_text = mean_kl(f32.text, x.r.text);
     const double ppl = perplexity(x.r.text, text), dppl = ppl / p32 - 1;
     BOOST_TEST_MESSAGE(name << " " << x.format << ": mean KL vs f32 " << kl_golden << " (golden tokens), " << kl_text
