@@ -1,16 +1,23 @@
 #pragma once
 // One pre-LN residual block of any time mixer and any channel mixer: x += att(ln1(x)); x += ffn(ln2(x))
 // (spec/README.md §2). The mixers see the LayerNorm-ed input; their outputs are added to the raw stream.
+// Mixers of different versions combine freely (rwkv::Block<v7::TimeMix<>, v4::ChannelMix<>>): each is built
+// from the model's config when it takes that type, otherwise from its own config_type::for_layer(reader, layer).
 
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "rwkv/core/concepts.hpp"
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/tensor.hpp"
+#include "rwkv/init/builder.hpp"
 #include "rwkv/io/weight_reader.hpp"
 #include "rwkv/kernel/cpu/norm.hpp"
+#include "rwkv/model/model_config.hpp"
+#include "rwkv/model/taps.hpp"
 
 namespace rwkv {
 
@@ -34,8 +41,37 @@ struct BlockState {
   }
 };
 
+namespace detail {
+
+// A mixer (or block) without a static matches(reader, layer) accepts any layer.
+template <class M>
+bool layer_matches(const io::weight_reader& r, std::int64_t layer) {
+  if constexpr (requires { M::matches(r, layer); })
+    return M::matches(r, layer);
+  else
+    return true;
+}
+
+template <class Mixer, class Config>
+Mixer make_mixer(io::weight_reader& r, const Config& c, std::int64_t layer) {
+  if constexpr (std::is_constructible_v<Mixer, io::weight_reader&, const Config&, std::int64_t>) {
+    return Mixer(r, c, layer);
+  } else {
+    static_assert(
+        requires { Mixer::config_type::for_layer(r, layer); },
+        "rwkv::Block: cannot build this mixer from the model's config: give it a constructor "
+        "(io::weight_reader&, const Config&, std::int64_t layer) for that config, or a config_type with "
+        "static config_type for_layer(const io::weight_reader&, std::int64_t layer)");
+    return Mixer(r, Mixer::config_type::for_layer(r, layer), layer);
+  }
+}
+
+}  // namespace detail
+
 template <class TimeMix, class ChannelMix>
 class Block {
+  static_assert(check_mixer<TimeMix>() && check_mixer<ChannelMix>());
+
  public:
   using time_mix_type = TimeMix;
   using channel_mix_type = ChannelMix;
@@ -45,24 +81,51 @@ class Block {
 
   template <class Config>
   Block(io::weight_reader& r, const Config& c, std::int64_t layer)
-      : att_(r, c, layer), ffn_(r, c, layer), n_embd_(c.n_embd) {
-    const std::string p = "blocks." + std::to_string(layer) + ".";
+      : att_(detail::make_mixer<TimeMix>(r, c, layer)),
+        ffn_(detail::make_mixer<ChannelMix>(r, c, layer)),
+        layer_(layer),
+        n_embd_(c.n_embd) {
+    const std::string p = block_prefix(layer);
     ln1_w_ = r.vector(p + "ln1.weight", c.n_embd);
     ln1_b_ = r.vector(p + "ln1.bias", c.n_embd);
     ln2_w_ = r.vector(p + "ln2.weight", c.n_embd);
     ln2_b_ = r.vector(p + "ln2.bias", c.n_embd);
   }
 
+  // Writes block `layer`'s tensors from scratch (rwkv/init/builder.hpp): LayerNorms and both mixers' init.
+  static void init(init::builder& b, std::int64_t layer) {
+    static_assert(
+        requires { TimeMix::init(b, layer); } && requires { ChannelMix::init(b, layer); },
+        "rwkv::Block::init: both mixers need `static void init(rwkv::init::builder&, std::int64_t layer)`");
+    init::block_norms(b, layer);
+    TimeMix::init(b, layer);
+    ChannelMix::init(b, layer);
+  }
+
+  // Whether block `layer` of a checkpoint holds this block type (both mixers' matches, where they have one).
+  static bool matches(const io::weight_reader& r, std::int64_t layer) {
+    return detail::layer_matches<TimeMix>(r, layer) && detail::layer_matches<ChannelMix>(r, layer);
+  }
+
   state_type make_state() const { return {att_.make_state(), ffn_.make_state()}; }
 
   // x: T x C residual stream, updated in place.
   void forward(row_matrix& x, state_type& s, context& ctx) const {
+    no_taps none;
+    forward(x, s, ctx, none);
+  }
+
+  // The same, showing the mixers' outputs to `t` (model/taps.hpp) before they are added.
+  template <class Taps>
+  void forward(row_matrix& x, state_type& s, context& ctx, Taps& t) const {
     row_matrix normed(x.rows(), x.cols()), out;
     norm_rows(x, ln1_w_, ln1_b_, normed);
     att_.forward(normed, s.att, ctx, out);
+    taps::time_mix_output(t, layer_, out);
     x += out;
     norm_rows(x, ln2_w_, ln2_b_, normed);
     ffn_.forward(normed, s.ffn, ctx, out);
+    taps::channel_mix_output(t, layer_, out);
     x += out;
   }
 
@@ -86,6 +149,7 @@ class Block {
 
   const TimeMix& att() const noexcept { return att_; }
   const ChannelMix& ffn() const noexcept { return ffn_; }
+  std::int64_t layer() const noexcept { return layer_; }
 
  private:
   template <class Mixer, class S>
@@ -120,7 +184,7 @@ class Block {
 
   TimeMix att_;
   ChannelMix ffn_;
-  std::int64_t n_embd_ = 0;
+  std::int64_t layer_ = 0, n_embd_ = 0;
   std::vector<float> ln1_w_, ln1_b_, ln2_w_, ln2_b_;
 };
 

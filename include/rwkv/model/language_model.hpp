@@ -4,7 +4,9 @@
 //   config_type                         dimensions, with static from(io::weight_reader&) and n_layer/n_embd/vocab
 //   block_type                          constructible from (reader, config, layer); forward(x, state, ctx)
 //   static constexpr const char* version
-//   static void check(const config_type&, io::weight_reader&)   refuses what this instantiation cannot run
+//   static void check(const config_type&, io::weight_reader&)   optional: refuses what this instantiation
+//                                                                cannot run, before any block is read
+// rwkv::ComposedModel (model/composed_model.hpp) supplies traits for any block type.
 // Weights are immutable after loading: one model can serve many threads, each with its own State.
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "rwkv/core/concepts.hpp"
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/tensor.hpp"
@@ -21,6 +24,7 @@
 #include "rwkv/kernel/cpu/linear.hpp"
 #include "rwkv/kernel/cpu/norm.hpp"
 #include "rwkv/model/state.hpp"
+#include "rwkv/model/taps.hpp"
 
 namespace rwkv {
 
@@ -29,6 +33,8 @@ enum class logits_for { last, all };
 
 template <class Traits>
 class LanguageModel {
+  static_assert(check_block<typename Traits::block_type>());
+
  public:
   using traits_type = Traits;
   using config_type = typename Traits::config_type;
@@ -48,7 +54,7 @@ class LanguageModel {
   static LanguageModel from_reader(io::weight_reader& r) {
     LanguageModel m;
     m.cfg_ = config_type::from(r);
-    Traits::check(m.cfg_, r);
+    if constexpr (requires { Traits::check(m.cfg_, r); }) Traits::check(m.cfg_, r);
     const auto& c = m.cfg_;
     m.emb_ = r.weight<weight_type>("emb.weight", c.vocab, c.n_embd);
     m.ln0_w_ = r.vector("blocks.0.ln0.weight", c.n_embd);
@@ -62,7 +68,7 @@ class LanguageModel {
     m.parameters_ = r.consumed_elements();
     std::vector<typename block_type::state_type> layers;
     for (const auto& b : m.blocks_) layers.push_back(b.make_state());
-    m.initial_ = state_type(version, std::move(layers));
+    m.initial_ = state_type(state_tag(m.blocks_), std::move(layers));
     return m;
   }
 
@@ -94,13 +100,46 @@ class LanguageModel {
   // `pool` (optional) runs the kernels of this call on its threads; `wkv_form` picks how the WKV recurrence runs.
   row_matrix forward(std::span<const std::int32_t> tokens, state_type& s, logits_for which, thread_pool* pool = nullptr,
                      form wkv_form = form::automatic) const {
+    no_taps none;
+    return forward_with(none, tokens, s, which, pool, wkv_form);
+  }
+
+  // forward, showing the residual stream, the mixers' outputs and the states to `taps` (model/taps.hpp) as
+  // they are computed; what the taps write is what the rest of the model sees.
+  template <class Taps>
+  row_matrix forward_with(Taps& t, std::span<const std::int32_t> tokens, state_type& s,
+                          logits_for which = logits_for::last, thread_pool* pool = nullptr,
+                          form wkv_form = form::automatic) const {
     check(tokens, s);
     row_matrix x = embed(tokens);
     context ctx;
     ctx.pool = pool;
     ctx.wkv_form = wkv_form;
-    for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(x, s.layers[i], ctx);
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      const auto layer = static_cast<std::int64_t>(i);
+      taps::block_input(t, layer, x);
+      if constexpr (requires { blocks_[i].forward(x, s.layers[i], ctx, t); })
+        blocks_[i].forward(x, s.layers[i], ctx, t);
+      else
+        blocks_[i].forward(x, s.layers[i], ctx);
+      taps::block_output(t, layer, x);
+      taps::layer_state(t, layer, s.layers[i]);
+    }
     return head(x, which == logits_for::all ? 0 : x.rows() - 1, pool);
+  }
+
+  // A state of another model type is a compile error with a sentence, not a list of overloads.
+  template <class S>
+  std::vector<float> step(std::int32_t, S&, thread_pool* = nullptr) const {
+    static_assert(StateFor<S, LanguageModel>,
+                  "rwkv: this state type belongs to another model type; make states with model.make_state()");
+    return {};
+  }
+  template <class S>
+  std::vector<float> prefill(std::span<const std::int32_t>, S&, thread_pool* = nullptr, form = form::automatic) const {
+    static_assert(StateFor<S, LanguageModel>,
+                  "rwkv: this state type belongs to another model type; make states with model.make_state()");
+    return {};
   }
 
   // Batched decoding: token b belongs to the sequence whose state is *states[b]; returns B x V logits.
@@ -153,6 +192,17 @@ class LanguageModel {
   }
 
  private:
+  // The version a state carries: the model's, plus the block type of each layer when layers differ in type (a
+  // state of a v6/v7 hybrid is no state for a hybrid with another layout, even if the sizes agree).
+  static std::string state_tag(const std::vector<block_type>& blocks) {
+    std::string tag = version;
+    if constexpr (requires(const block_type& b) { b.index(); }) {
+      tag += ':';
+      for (const auto& b : blocks) tag += static_cast<char>('a' + b.index());
+    }
+    return tag;
+  }
+
   void check(std::span<const std::int32_t> tokens, const state_type& s) const {
     if (tokens.empty()) throw error("empty token sequence", source_);
     for (auto t : tokens)

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rwkv/core/error.hpp"
@@ -24,18 +25,19 @@ class State {
 
   std::vector<LayerState> layers;
 
-  // RWKV version the state belongs to ("7", "5.2", ...).
+  // RWKV version the state belongs to ("7", "5.2", ...; "composed:aabb" for a hybrid model whose layers are of
+  // block types a, a, b, b).
   const std::string& version() const noexcept { return version_; }
 
   friend bool operator==(const State&, const State&) = default;
 
-  // True when `other` has the same version, layer count and tensor sizes (it could come from the same model).
+  // True when `other` has the same version, layer count and tensor names and sizes (it could come from the same model).
   bool same_shape(const State& other) const {
     if (version_ != other.version_ || layers.size() != other.layers.size()) return false;
     for (std::size_t i = 0; i < layers.size(); ++i) {
-      std::vector<std::size_t> a, b;
-      layers[i].visit([&](const std::string&, const auto& v) { a.push_back(v.size()); });
-      other.layers[i].visit([&](const std::string&, const auto& v) { b.push_back(v.size()); });
+      std::vector<std::pair<std::string, std::size_t>> a, b;
+      layers[i].visit([&](const std::string& n, const auto& v) { a.emplace_back(n, v.size()); });
+      other.layers[i].visit([&](const std::string& n, const auto& v) { b.emplace_back(n, v.size()); });
       if (a != b) return false;
     }
     return true;
@@ -69,7 +71,7 @@ class State {
     if (std::memcmp(bytes.data(), magic, sizeof magic) != 0) throw error("not an RWKV state (bad magic)", source);
     pos = sizeof magic;
     const auto vlen = get_u32(bytes, pos);
-    if (vlen > 16) throw error("corrupt state header (version string of " + std::to_string(vlen) + " bytes)", source);
+    if (vlen > 4096) throw error("corrupt state header (version string of " + std::to_string(vlen) + " bytes)", source);
     need(vlen + 4);
     const std::string version(reinterpret_cast<const char*>(bytes.data() + pos), vlen);
     pos += vlen;

@@ -2,11 +2,11 @@
 // RWKV-4 model dimensions, all derived from tensor shapes (spec/README.md §4, spec/v4.md (a)): nothing relies
 // on metadata.
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "rwkv/io/weight_reader.hpp"
+#include "rwkv/model/model_config.hpp"
 
 namespace rwkv::v4 {
 
@@ -17,24 +17,15 @@ struct Config {
 
   friend bool operator==(const Config&, const Config&) = default;
 
-  static Config from(const io::weight_reader& r) {
-    Config c;
-    const auto& emb = r.peek("emb.weight");
-    if (emb.shape.size() != 2)
-      r.fail("expected a 2-D embedding [vocab, n_embd], got " + shape_string(emb.shape), "emb.weight");
-    c.vocab = emb.shape[0];
-    c.n_embd = emb.shape[1];
-    for (const auto& name : r.names()) {
-      if (name.rfind("blocks.", 0) != 0) continue;
-      const auto dot = name.find('.', 7);
-      const auto idx = name.substr(7, dot == std::string::npos ? std::string::npos : dot - 7);
-      if (idx.empty() || idx.size() > 6 || idx.find_first_not_of("0123456789") != std::string::npos)
-        r.fail("malformed block index in tensor name", name);
-      c.n_layer = std::max<std::int64_t>(c.n_layer, std::stoll(idx) + 1);
-    }
-    if (c.n_layer == 0) r.fail("no 'blocks.N.*' tensors: not an RWKV checkpoint");
-    c.dim_att = dim0(r, "blocks.0.att.key.weight");
-    c.dim_ffn = dim0(r, "blocks.0.ffn.key.weight");
+  // A whole RWKV-4 model (dimensions of block 0).
+  static Config from(const io::weight_reader& r) { return for_layer(r, 0); }
+
+  // The dimensions of block `layer` alone (blocks of a composed model may differ).
+  static Config for_layer(const io::weight_reader& r, std::int64_t layer) {
+    auto c = with_model_dims<Config>(r);
+    const auto p = block_prefix(layer);
+    c.dim_att = dim0(r, p + "att.key.weight");
+    c.dim_ffn = r.has(p + "ffn.key.weight") ? dim0(r, p + "ffn.key.weight") : 0;  // 0: another channel mixer
     return c;
   }
 

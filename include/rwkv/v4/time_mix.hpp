@@ -23,6 +23,7 @@
 #include "rwkv/kernel/cpu/linear.hpp"
 #include "rwkv/kernel/cpu/wkv4.hpp"
 #include "rwkv/v4/config.hpp"
+#include "rwkv/v4/init.hpp"
 
 namespace rwkv::v4 {
 
@@ -61,6 +62,16 @@ class TimeMix {
   using backend_type = B;
   using weight_type = typename P::weight_type;
   using state_type = TimeMixState;
+  using config_type = Config;
+
+  // Writes this mixer's tensors for block `layer`, initialised as the official training code does.
+  static void init(init::builder& b, std::int64_t layer) { init_time_mix(b, layer); }
+
+  // Whether block `layer` of a checkpoint has an RWKV-4 time mixer (composed models pick block types by this).
+  static bool matches(const io::weight_reader& r, std::int64_t layer) {
+    const auto p = block_prefix(layer) + "att.";
+    return r.has(p + "time_first") && !r.has(p + "ln_x.weight");
+  }
 
   TimeMix() = default;
 

@@ -14,6 +14,7 @@
 #include "rwkv/kernel/cpu/activation.hpp"
 #include "rwkv/kernel/cpu/linear.hpp"
 #include "rwkv/v5/config.hpp"
+#include "rwkv/v5/init.hpp"
 
 namespace rwkv::v5 {
 
@@ -37,16 +38,29 @@ class ChannelMix {
   using backend_type = B;
   using weight_type = typename P::weight_type;
   using state_type = ChannelMixState;
+  using config_type = Config;
+
+  // Writes this mixer's tensors for block `layer`, initialised as the official training code does.
+  static void init(init::builder& b, std::int64_t layer) { init_channel_mix(b, layer); }
+
+  // Whether block `layer` of a checkpoint has this channel mixer (composed models pick block types by this).
+  static bool matches(const io::weight_reader& r, std::int64_t layer) {
+    return r.has(block_prefix(layer) + "ffn.time_mix_k");
+  }
 
   ChannelMix() = default;
 
-  ChannelMix(io::weight_reader& r, const Config& c, std::int64_t layer) : n_embd_(c.n_embd) {
+  // Any config with n_embd (and dim_ffn, else the width is read from ffn.key.weight): channel mixers combine with
+  // other versions' time mixers.
+  template <class AnyConfig>
+  ChannelMix(io::weight_reader& r, const AnyConfig& c, std::int64_t layer) : n_embd_(c.n_embd) {
     const std::string p = "blocks." + std::to_string(layer) + ".ffn.";
+    const std::int64_t dim_ffn = rwkv::detail::ffn_width(r, c, p + "key.weight");
     mix_k_ = r.vector(p + "time_mix_k", c.n_embd);
     mix_r_ = r.vector(p + "time_mix_r", c.n_embd);
-    key_ = r.weight<weight_type>(p + "key.weight", c.dim_ffn, c.n_embd);
+    key_ = r.weight<weight_type>(p + "key.weight", dim_ffn, c.n_embd);
     receptance_ = r.weight<weight_type>(p + "receptance.weight", c.n_embd, c.n_embd);
-    value_ = r.weight<weight_type>(p + "value.weight", c.n_embd, c.dim_ffn);
+    value_ = r.weight<weight_type>(p + "value.weight", c.n_embd, dim_ffn);
   }
 
   state_type make_state() const { return {std::vector<float>(static_cast<std::size_t>(n_embd_), 0.f)}; }

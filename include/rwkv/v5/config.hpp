@@ -15,6 +15,7 @@
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/detect.hpp"
 #include "rwkv/io/weight_reader.hpp"
+#include "rwkv/model/model_config.hpp"
 
 namespace rwkv::v5 {
 
@@ -30,18 +31,13 @@ struct Config {
   // "5.0", "5.1" or "5.2".
   const char* version_string() const noexcept { return version_name(version); }
 
+  // A whole RWKV-5 model: refuses checkpoints of other generations; the sub-version and the bonus form are
+  // model-wide (any key decides, spec/v5.md (g)); dimensions from block 0.
   static Config from(const io::weight_reader& r) {
-    Config c;
-    const auto& emb = r.peek("emb.weight");
-    if (emb.shape.size() != 2)
-      r.fail("expected a 2-D embedding [vocab, n_embd], got " + shape_string(emb.shape), "emb.weight");
-    c.vocab = emb.shape[0];
-    c.n_embd = emb.shape[1];
-
     auto contains = [](std::string_view name, std::string_view part) {
       return name.find(part) != std::string_view::npos;
     };
-    bool ln_x = false;
+    bool ln_x = false, gate = false, bonus_raw = false;
     std::string foreign;  // a key of another generation
     for (const auto& name : r.names()) {
       if (contains(name, "att.r_k") || contains(name, "att.k_k") || contains(name, "att.x_r") ||
@@ -50,22 +46,30 @@ struct Config {
       else if (contains(name, "time_maa") && foreign.empty())
         foreign = "RWKV-6 (" + name + ")";
       ln_x |= contains(name, "ln_x");
-      c.gate |= contains(name, "gate.weight");
-      c.bonus_raw |= contains(name, ".time_faaaa");
-      if (name.rfind("blocks.", 0) != 0) continue;
-      const auto dot = name.find('.', 7);
-      const auto idx = name.substr(7, dot == std::string::npos ? std::string::npos : dot - 7);
-      if (idx.empty() || idx.size() > 6 || idx.find_first_not_of("0123456789") != std::string::npos)
-        r.fail("malformed block index in tensor name", name);
-      c.n_layer = std::max<std::int64_t>(c.n_layer, std::stoll(idx) + 1);
+      gate |= contains(name, "gate.weight");
+      bonus_raw |= contains(name, ".time_faaaa");
     }
+    ModelConfig::from(r);
     if (!foreign.empty()) r.fail("this is an " + foreign + " checkpoint, not RWKV-5");
-    if (c.n_layer == 0) r.fail("no 'blocks.N.*' tensors: not an RWKV checkpoint");
     if (!ln_x) r.fail("no 'att.ln_x' tensors: an RWKV-4 checkpoint, not RWKV-5", "blocks.0.att.ln_x.weight");
+    return layer_dims(r, 0, gate, bonus_raw);
+  }
 
-    c.dim_att = dim0(r, "blocks.0.att.key.weight");
-    c.dim_ffn = dim0(r, "blocks.0.ffn.key.weight");
-    const std::string decay = "blocks.0.att.time_decay";
+  // Block `layer` alone (blocks of a composed model may differ): the gate and the bonus form from its own keys.
+  static Config for_layer(const io::weight_reader& r, std::int64_t layer) {
+    const auto p = block_prefix(layer);
+    return layer_dims(r, layer, r.has(p + "att.gate.weight"), r.has(p + "att.time_faaaa"));
+  }
+
+ private:
+  static Config layer_dims(const io::weight_reader& r, std::int64_t layer, bool gate, bool bonus_raw) {
+    auto c = with_model_dims<Config>(r);
+    c.gate = gate;
+    c.bonus_raw = bonus_raw;
+    const auto p = block_prefix(layer);
+    c.dim_att = dim0(r, p + "att.key.weight");
+    c.dim_ffn = r.has(p + "ffn.key.weight") ? dim0(r, p + "ffn.key.weight") : 0;  // 0: another channel mixer
+    const std::string decay = p + "att.time_decay";
     const auto& d = r.peek(decay);
     if (d.shape.empty() || d.shape[0] <= 0)
       r.fail("expected time_decay of shape [n_head] or [n_head, head_size], got " + shape_string(d.shape), decay);
@@ -88,7 +92,6 @@ struct Config {
     return c;
   }
 
- private:
   static std::int64_t dim0(const io::weight_reader& r, const std::string& name) {
     const auto& t = r.peek(name);
     if (t.shape.size() != 2) r.fail("expected a 2-D tensor, got " + shape_string(t.shape), name);

@@ -9,6 +9,7 @@
 
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/io/weight_reader.hpp"
+#include "rwkv/model/model_config.hpp"
 
 namespace rwkv::v6 {
 
@@ -18,14 +19,8 @@ struct Config {
 
   friend bool operator==(const Config&, const Config&) = default;
 
+  // A whole RWKV-6 model: refuses checkpoints of other generations, then the dimensions of block 0.
   static Config from(const io::weight_reader& r) {
-    Config c;
-    const auto& emb = r.peek("emb.weight");
-    if (emb.shape.size() != 2)
-      r.fail("expected a 2-D embedding [vocab, n_embd], got " + shape_string(emb.shape), "emb.weight");
-    c.vocab = emb.shape[0];
-    c.n_embd = emb.shape[1];
-
     auto contains = [](std::string_view name, std::string_view part) {
       return name.find(part) != std::string_view::npos;
     };
@@ -35,19 +30,19 @@ struct Config {
           contains(name, "att.w0"))
         r.fail("this is an RWKV-7 checkpoint, not RWKV-6", name);
       maa |= contains(name, "time_maa");
-      if (name.rfind("blocks.", 0) != 0) continue;
-      const auto dot = name.find('.', 7);
-      const auto idx = name.substr(7, dot == std::string::npos ? std::string::npos : dot - 7);
-      if (idx.empty() || idx.size() > 6 || idx.find_first_not_of("0123456789") != std::string::npos)
-        r.fail("malformed block index in tensor name", name);
-      c.n_layer = std::max<std::int64_t>(c.n_layer, std::stoll(idx) + 1);
     }
-    if (c.n_layer == 0) r.fail("no 'blocks.N.*' tensors: not an RWKV checkpoint");
+    ModelConfig::from(r);
     if (!maa) r.fail("no 'time_maa' tensors: not an RWKV-6 checkpoint", "blocks.0.att.time_maa_x");
+    return for_layer(r, 0);
+  }
 
-    c.dim_att = dim(r, "blocks.0.att.key.weight", 0);
-    c.dim_ffn = dim(r, "blocks.0.ffn.key.weight", 0);
-    const std::string faaaa = "blocks.0.att.time_faaaa";
+  // The dimensions of block `layer` alone (blocks of a composed model may differ).
+  static Config for_layer(const io::weight_reader& r, std::int64_t layer) {
+    auto c = with_model_dims<Config>(r);
+    const auto p = block_prefix(layer);
+    c.dim_att = dim(r, p + "att.key.weight", 0);
+    c.dim_ffn = r.has(p + "ffn.key.weight") ? dim(r, p + "ffn.key.weight", 0) : 0;  // 0: another channel mixer
+    const std::string faaaa = p + "att.time_faaaa";
     const auto& u = r.peek(faaaa);
     if (u.shape.size() != 2 || u.shape[0] <= 0)
       r.fail("expected time_faaaa of shape [n_head, head_size], got " + shape_string(u.shape), faaaa);
@@ -56,13 +51,14 @@ struct Config {
     if (c.n_head * c.head_size != c.dim_att)
       r.fail("time_faaaa shape " + shape_string(u.shape) + " does not match dim_att " + std::to_string(c.dim_att),
              faaaa);
-    const auto mix = dim(r, "blocks.0.att.time_maa_w1", 1);
+    const auto w1 = p + "att.time_maa_w1";
+    const auto mix = dim(r, w1, 1);
     if (mix % 5 != 0)
-      r.fail("expected time_maa_w1 of shape [n_embd, 5·D] (LoRA for w, k, v, r, g), got " +
-                 shape_string(r.peek("blocks.0.att.time_maa_w1").shape),
-             "blocks.0.att.time_maa_w1");
+      r.fail(
+          "expected time_maa_w1 of shape [n_embd, 5·D] (LoRA for w, k, v, r, g), got " + shape_string(r.peek(w1).shape),
+          w1);
     c.d_mix = mix / 5;
-    c.d_decay = dim(r, "blocks.0.att.time_decay_w1", 1);
+    c.d_decay = dim(r, p + "att.time_decay_w1", 1);
     return c;
   }
 

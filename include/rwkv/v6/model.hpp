@@ -27,13 +27,7 @@ struct model_traits {
   using precision_type = P;
   using backend_type = B;
   static constexpr const char* version = "6";
-
-  static void check(const Config& c, const io::weight_reader& r) {
-    if (c.head_size != HeadSize)
-      r.fail("head size " + std::to_string(c.head_size) +
-                 " is not supported by this model type (compiled for head size " + std::to_string(HeadSize) + ")",
-             "blocks.0.att.time_faaaa");
-  }
+  // The head size is checked by TimeMix (it is a template parameter there).
 };
 
 template <Precision P = f32, Backend B = cpu<>, int HeadSize = 64>

@@ -22,6 +22,7 @@
 #include "rwkv/kernel/cpu/wkv5_chunked.hpp"
 #include "rwkv/v5/config.hpp"
 #include "rwkv/v6/config.hpp"
+#include "rwkv/v6/init.hpp"
 
 namespace rwkv::v6 {
 
@@ -60,12 +61,25 @@ class TimeMix {
   using backend_type = B;
   using weight_type = typename P::weight_type;
   using state_type = TimeMixState;
+  using config_type = Config;
   static constexpr int head_size = HeadSize;
+
+  // Writes this mixer's tensors for block `layer`, initialised as the official training code does.
+  static void init(init::builder& b, std::int64_t layer) { init_time_mix(b, layer); }
+
+  // Whether block `layer` of a checkpoint has an RWKV-6 time mixer (composed models pick block types by this).
+  static bool matches(const io::weight_reader& r, std::int64_t layer) {
+    return r.has(block_prefix(layer) + "att.time_maa_x");
+  }
 
   TimeMix() = default;
 
   TimeMix(io::weight_reader& r, const Config& c, std::int64_t layer) : cfg_(c), layer_(layer) {
     const std::string p = "blocks." + std::to_string(layer) + ".att.";
+    if (c.head_size != HeadSize)
+      r.fail("head size " + std::to_string(c.head_size) +
+                 " is not supported by this model type (compiled for head size " + std::to_string(HeadSize) + ")",
+             p + "time_faaaa");
     const auto C = c.n_embd, A = c.dim_att, H = c.n_head, N = c.head_size;
     for (auto [dst, name] : {std::pair{&maa_x_, "time_maa_x"},
                              {&maa_w_, "time_maa_w"},

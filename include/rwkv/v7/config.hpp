@@ -5,6 +5,7 @@
 #include <string>
 
 #include "rwkv/io/weight_reader.hpp"
+#include "rwkv/model/model_config.hpp"
 
 namespace rwkv::v7 {
 
@@ -14,41 +15,37 @@ struct Config {
 
   friend bool operator==(const Config&, const Config&) = default;
 
+  // A whole RWKV-7 model: dimensions of block 0; the value LoRA rank from block 1 (block 0 has none in use).
   static Config from(const io::weight_reader& r) {
-    Config c;
-    const auto& emb = r.peek("emb.weight");
-    if (emb.shape.size() != 2)
-      r.fail("expected a 2-D embedding [vocab, n_embd], got " + shape_string(emb.shape), "emb.weight");
-    c.vocab = emb.shape[0];
-    c.n_embd = emb.shape[1];
-    for (const auto& name : r.names()) {
-      if (name.rfind("blocks.", 0) != 0) continue;
-      const auto dot = name.find('.', 7);
-      const auto idx = name.substr(7, dot == std::string::npos ? std::string::npos : dot - 7);
-      if (idx.empty() || idx.size() > 6 || idx.find_first_not_of("0123456789") != std::string::npos)
-        r.fail("malformed block index in tensor name", name);
-      c.n_layer = std::max<std::int64_t>(c.n_layer, std::stoll(idx) + 1);
-    }
-    if (c.n_layer == 0) r.fail("no 'blocks.N.*' tensors: not an RWKV checkpoint");
-    const auto& rk = r.peek("blocks.0.att.r_k");
+    Config c = for_layer(r, 0);
+    c.d_value = c.n_layer > 1 ? dim1(r, "blocks.1.att.v1") : 0;
+    return c;
+  }
+
+  // The dimensions of block `layer` alone (blocks of a composed model may differ). d_value is 0 when the block
+  // has no value LoRA (v1).
+  static Config for_layer(const io::weight_reader& r, std::int64_t layer) {
+    auto c = with_model_dims<Config>(r);
+    const auto p = block_prefix(layer);
+    const auto rk_name = p + "att.r_k";
+    const auto& rk = r.peek(rk_name);
     if (rk.shape.size() == 2) {
       c.n_head = rk.shape[0];
       c.head_size = rk.shape[1];
     } else {
-      r.fail("expected r_k of shape [n_head, head_size], got " + shape_string(rk.shape), "blocks.0.att.r_k");
+      r.fail("expected r_k of shape [n_head, head_size], got " + shape_string(rk.shape), rk_name);
     }
-    c.dim_att = dim0(r, "blocks.0.att.key.weight");
-    c.dim_ffn = dim0(r, "blocks.0.ffn.key.weight");
+    c.dim_att = dim0(r, p + "att.key.weight");
+    c.dim_ffn = r.has(p + "ffn.key.weight") ? dim0(r, p + "ffn.key.weight") : 0;  // 0: another channel mixer
     if (c.n_head * c.head_size != c.dim_att)
-      r.fail("r_k shape " + shape_string(rk.shape) + " does not match dim_att " + std::to_string(c.dim_att),
-             "blocks.0.att.r_k");
+      r.fail("r_k shape " + shape_string(rk.shape) + " does not match dim_att " + std::to_string(c.dim_att), rk_name);
     if (c.dim_att != c.n_embd)
       r.fail("dim_att " + std::to_string(c.dim_att) + " != n_embd " + std::to_string(c.n_embd) + " is not supported",
-             "blocks.0.att.key.weight");
-    c.d_decay = dim1(r, "blocks.0.att.w1");
-    c.d_iclr = dim1(r, "blocks.0.att.a1");
-    c.d_gate = dim1(r, "blocks.0.att.g1");
-    if (c.n_layer > 1) c.d_value = dim1(r, "blocks.1.att.v1");
+             p + "att.key.weight");
+    c.d_decay = dim1(r, p + "att.w1");
+    c.d_iclr = dim1(r, p + "att.a1");
+    c.d_gate = dim1(r, p + "att.g1");
+    c.d_value = r.has(p + "att.v1") ? dim1(r, p + "att.v1") : 0;
     return c;
   }
 

@@ -22,6 +22,7 @@
 #include "rwkv/kernel/cpu/wkv7_chunked.hpp"
 #include "rwkv/model/row_states.hpp"
 #include "rwkv/v7/config.hpp"
+#include "rwkv/v7/init.hpp"
 
 namespace rwkv::v7 {
 
@@ -65,12 +66,23 @@ class TimeMix {
   using backend_type = B;
   using weight_type = typename P::weight_type;
   using state_type = TimeMixState;
+  using config_type = Config;
   static constexpr int head_size = HeadSize;
+
+  // Writes this mixer's tensors for block `layer`, initialised as the official training code does.
+  static void init(init::builder& b, std::int64_t layer) { init_time_mix(b, layer); }
+
+  // Whether block `layer` of a checkpoint has an RWKV-7 time mixer (composed models pick block types by this).
+  static bool matches(const io::weight_reader& r, std::int64_t layer) { return r.has(block_prefix(layer) + "att.r_k"); }
 
   TimeMix() = default;
 
   TimeMix(io::weight_reader& r, const Config& c, std::int64_t layer) : cfg_(c), layer_(layer) {
     const std::string p = "blocks." + std::to_string(layer) + ".att.";
+    if (c.head_size != HeadSize)
+      r.fail("head size " + std::to_string(c.head_size) +
+                 " is not supported by this model type (compiled for head size " + std::to_string(HeadSize) + ")",
+             p + "r_k");
     const auto C = c.n_embd;
     for (auto [dst, name] : {std::pair{&x_r_, "x_r"},
                              {&x_w_, "x_w"},
@@ -163,11 +175,15 @@ class TimeMix {
     row_matrix g = (xg * as_matrix(g1_, C, cfg_.d_gate)).unaryExpr([](float q) { return sigmoid(q); }) *
                    as_matrix(g2_, cfg_.d_gate, C);
 
-    if (layer_ == 0) {
+    // The first RWKV-7 layer of a forward provides v_first: layer 0 of an official model, the lowest RWKV-7
+    // layer of a composed one (whose lower blocks leave the context's v_first empty). Later layers mix it in.
+    if (layer_ == 0 || ctx.v_first.size() == 0) {
       ctx.v_first = v;
     } else {
       if (ctx.v_first.rows() != T || ctx.v_first.cols() != C)
-        throw error("RWKV-7 layer " + std::to_string(layer_) + " needs v_first from layer 0 (run layer 0 first)");
+        throw error("RWKV-7 layer " + std::to_string(layer_) + ": the context's v_first is " +
+                    std::to_string(ctx.v_first.rows()) + " x " + std::to_string(ctx.v_first.cols()) + ", expected " +
+                    std::to_string(T) + " x " + std::to_string(C));
       row_matrix nu = (xv * as_matrix(v1_, C, cfg_.d_value)) * as_matrix(v2_, cfg_.d_value, C);
       nu.rowwise() += as_row(v0_);
       nu = nu.unaryExpr([](float q) { return sigmoid(q); });
