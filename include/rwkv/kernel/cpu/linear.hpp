@@ -3,8 +3,8 @@
 //
 // The kernels below are written once. A storage type enters only through its weight_access<T>, a small
 // accessor with two operations:
-//   row_dot<Arch>(w, x)          prepared once per call and thread (bf16 splits x into even/odd elements, the
-//                                quantized formats zero-pad x to whole blocks and sum it per block);
+//   row_dot<Arch>(w, x)          prepared once per call and thread (the quantized formats zero-pad x to whole
+//                                blocks and sum it per block);
 //                                operator()(r) = row r of W · x
 //   decode_rows(w, r0, nr, out)  rows [r0, r0 + nr) widened to float32 (GEMM panels, the embedding lookup)
 // The quantized formats share one accessor: a row is a sequence of blocks, each dotted with x in float32
@@ -33,28 +33,6 @@ namespace rwkv::kernel::cpu {
 using rwkv::row_matrix;
 
 namespace detail {
-
-// bf16 row · x with the pair trick: a 32-bit lane holds two bf16 (even element low, odd high), so
-// `lane << 16` is the even element and `lane & 0xFFFF0000` the odd one, both exact f32. x is pre-split into
-// its even and odd elements so both halves meet their partner with plain vector loads.
-template <class Arch>
-inline float dot_bf16_pairs(const bf16* row, const float* x_even, const float* x_odd, std::size_t pairs) noexcept {
-  using FB = xsimd::batch<float, Arch>;
-  using UB = xsimd::batch<std::uint32_t, Arch>;
-  constexpr std::size_t W = FB::size;
-  const auto* lanes = reinterpret_cast<const std::uint32_t*>(row);
-  const UB hi_mask(0xFFFF0000u);
-  FB acc0(0.f), acc1(0.f);
-  std::size_t i = 0;
-  for (; i + W <= pairs; i += W) {
-    UB u = UB::load_unaligned(lanes + i);
-    acc0 = xsimd::fma(xsimd::bitwise_cast<FB>(u << 16), FB::load_unaligned(x_even + i), acc0);
-    acc1 = xsimd::fma(xsimd::bitwise_cast<FB>(u & hi_mask), FB::load_unaligned(x_odd + i), acc1);
-  }
-  float s = reduce_sum<Arch>(acc0 + acc1);
-  for (; i < pairs; ++i) s += to_float(row[2 * i]) * x_even[i] + to_float(row[2 * i + 1]) * x_odd[i];
-  return s;
-}
 
 // The x86 widening instructions this build may use for Arch (512, 256, 128 bits; 0: portable code).
 template <class Arch>
@@ -131,6 +109,86 @@ inline void widen_nibbles(const std::uint8_t* p, fbatch<Arch>& lo, fbatch<Arch>&
   }
 }
 
+// Whether widen_16<T, Arch> (T = bf16 or f16) has vector instructions in this build: bf16 widens by zero-extending
+// to 32 bits and shifting (exact); f16 needs vcvtph2ps (F16C / AVX-512).
+template <class T, class Arch>
+constexpr bool has_widen_16() {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return widen_bits<Arch>() != 0;
+  } else {
+#if defined(__F16C__)
+    return widen_bits<Arch>() == 512 || widen_bits<Arch>() == 256;
+#else
+    return widen_bits<Arch>() == 512;
+#endif
+  }
+}
+
+// W = fbatch<Arch>::size consecutive bf16 or f16 values at p (any value, subnormals and specials included), as floats.
+template <class T, class Arch>
+inline fbatch<Arch> widen_16(const T* p) noexcept {
+  using B = fbatch<Arch>;
+  static_assert(has_widen_16<T, Arch>(), "widen_16: no vector conversion for this storage type and architecture");
+  if constexpr (std::is_same_v<T, bf16>) {
+    if constexpr (widen_bits<Arch>() == 512) {
+#if defined(__AVX512F__)
+      const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      return B(_mm512_castsi512_ps(_mm512_slli_epi32(u, 16)));
+#endif
+    } else if constexpr (widen_bits<Arch>() == 256) {
+#if defined(__AVX2__)
+      const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      return B(_mm256_castsi256_ps(_mm256_slli_epi32(u, 16)));
+#endif
+    } else {
+#if defined(__SSE4_1__)
+      const __m128i u = _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+      return B(_mm_castsi128_ps(_mm_slli_epi32(u, 16)));
+#endif
+    }
+  } else {
+    if constexpr (widen_bits<Arch>() == 512) {
+#if defined(__AVX512F__)
+      return B(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+#endif
+    } else {
+#if defined(__F16C__)
+      return B(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#endif
+    }
+  }
+}
+
+// row · x for a bf16 or f16 row: widened W at a time in registers where the build has the instructions, else
+// through a float buffer of 256.
+template <class T, class Arch>
+inline float dot_16(const T* row, const float* x, std::size_t n) noexcept {
+  if constexpr (has_widen_16<T, Arch>()) {
+    using B = fbatch<Arch>;
+    constexpr std::size_t W = B::size;
+    B acc0(0.f), acc1(0.f);
+    std::size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      acc0 = xsimd::fma(widen_16<T, Arch>(row + i), B::load_unaligned(x + i), acc0);
+      acc1 = xsimd::fma(widen_16<T, Arch>(row + i + W), B::load_unaligned(x + i + W), acc1);
+    }
+    for (; i + W <= n; i += W) acc0 = xsimd::fma(widen_16<T, Arch>(row + i), B::load_unaligned(x + i), acc0);
+    float s = reduce_sum<Arch>(acc0 + acc1);
+    for (; i < n; ++i) s += to_float(row[i]) * x[i];
+    return s;
+  } else {
+    constexpr std::size_t block = 256;
+    float buf[block];
+    float s = 0.f;
+    for (std::size_t c0 = 0; c0 < n; c0 += block) {
+      const std::size_t m = std::min(block, n - c0);
+      for (std::size_t i = 0; i < m; ++i) buf[i] = to_float(row[c0 + i]);
+      s += dot<Arch>(buf, x + c0, m);
+    }
+    return s;
+  }
+}
+
 // float16 scales (finite) to float32: vcvtph2ps on AVX-512, 16 at a time, else the exact bit trick (which
 // compilers vectorise). The AVX-512 path converts whole vectors: it may read up to 15 entries past in[n) (the
 // scale arrays of matrix<Q> carry that much padding) and write up to 15 past out[n) (size out to
@@ -200,74 +258,25 @@ struct weight_access<float> {
   }
 };
 
-template <>
-struct weight_access<bf16> {
+// bf16 and f16: widened to float32 in registers (detail::dot_16).
+template <class T>
+requires std::is_same_v<T, bf16> || std::is_same_v<T, f16>
+struct weight_access<T> {
   template <class Arch>
   class row_dot {
    public:
-    row_dot(const matrix<bf16>& w, const float* x)
-        : w_(w), x_(x), cols_(static_cast<std::size_t>(w.cols())), pairs_(cols_ / 2), xe_(pairs_), xo_(pairs_) {
-      for (std::size_t i = 0; i < pairs_; ++i) {
-        xe_[i] = x[2 * i];
-        xo_[i] = x[2 * i + 1];
-      }
-    }
-    float operator()(std::int64_t r) const noexcept {
-      const bf16* row = w_.row(r);
-      float s;
-      if (reinterpret_cast<std::uintptr_t>(row) % 4 == 0) {
-        s = detail::dot_bf16_pairs<Arch>(row, xe_.data(), xo_.data(), pairs_);
-      } else {
-        s = 0.f;
-        for (std::size_t i = 0; i < 2 * pairs_; ++i) s += to_float(row[i]) * x_[i];
-      }
-      if (cols_ % 2 != 0) s += to_float(row[cols_ - 1]) * x_[cols_ - 1];
-      return s;
-    }
+    row_dot(const matrix<T>& w, const float* x) : w_(w), x_(x), cols_(static_cast<std::size_t>(w.cols())) {}
+    float operator()(std::int64_t r) const noexcept { return detail::dot_16<T, Arch>(w_.row(r), x_, cols_); }
 
    private:
-    const matrix<bf16>& w_;
-    const float* x_;
-    std::size_t cols_, pairs_;
-    std::vector<float> xe_, xo_;
-  };
-
-  static void decode_rows(const matrix<bf16>& w, std::int64_t r0, std::int64_t nr, float* out) {
-    const std::size_t n = static_cast<std::size_t>(nr * w.cols());
-    const bf16* src = w.row(r0);
-    for (std::size_t i = 0; i < n; ++i) out[i] = to_float(src[i]);
-  }
-};
-
-template <>
-struct weight_access<f16> {
-  template <class Arch>
-  class row_dot {
-   public:
-    row_dot(const matrix<f16>& w, const float* x) : w_(w), x_(x), cols_(static_cast<std::size_t>(w.cols())) {}
-    // Widens 256 weights at a time into a float buffer, then the f32 dot.
-    float operator()(std::int64_t r) noexcept {
-      const f16* row = w_.row(r);
-      float s = 0.f;
-      for (std::size_t c0 = 0; c0 < cols_; c0 += block) {
-        const std::size_t n = std::min(block, cols_ - c0);
-        for (std::size_t i = 0; i < n; ++i) buf_[i] = to_float(row[c0 + i]);
-        s += dot<Arch>(buf_, x_ + c0, n);
-      }
-      return s;
-    }
-
-   private:
-    static constexpr std::size_t block = 256;
-    const matrix<f16>& w_;
+    const matrix<T>& w_;
     const float* x_;
     std::size_t cols_;
-    float buf_[block];
   };
 
-  static void decode_rows(const matrix<f16>& w, std::int64_t r0, std::int64_t nr, float* out) {
+  static void decode_rows(const matrix<T>& w, std::int64_t r0, std::int64_t nr, float* out) {
     const std::size_t n = static_cast<std::size_t>(nr * w.cols());
-    const f16* src = w.row(r0);
+    const T* src = w.row(r0);
     for (std::size_t i = 0; i < n; ++i) out[i] = to_float(src[i]);
   }
 };
