@@ -127,33 +127,32 @@ constexpr bool has_widen_16() {
 // W = fbatch<Arch>::size consecutive bf16 or f16 values at p (any value, subnormals and specials included), as floats.
 template <class T, class Arch>
 inline fbatch<Arch> widen_16(const T* p) noexcept {
-  using B = fbatch<Arch>;
   static_assert(has_widen_16<T, Arch>(), "widen_16: no vector conversion for this storage type and architecture");
   if constexpr (std::is_same_v<T, bf16>) {
     if constexpr (widen_bits<Arch>() == 512) {
 #if defined(__AVX512F__)
       const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-      return B(_mm512_castsi512_ps(_mm512_slli_epi32(u, 16)));
+      return fbatch<Arch>(_mm512_castsi512_ps(_mm512_slli_epi32(u, 16)));
 #endif
     } else if constexpr (widen_bits<Arch>() == 256) {
 #if defined(__AVX2__)
       const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-      return B(_mm256_castsi256_ps(_mm256_slli_epi32(u, 16)));
+      return fbatch<Arch>(_mm256_castsi256_ps(_mm256_slli_epi32(u, 16)));
 #endif
     } else {
 #if defined(__SSE4_1__)
       const __m128i u = _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-      return B(_mm_castsi128_ps(_mm_slli_epi32(u, 16)));
+      return fbatch<Arch>(_mm_castsi128_ps(_mm_slli_epi32(u, 16)));
 #endif
     }
   } else {
     if constexpr (widen_bits<Arch>() == 512) {
 #if defined(__AVX512F__)
-      return B(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+      return fbatch<Arch>(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
 #endif
     } else {
 #if defined(__F16C__)
-      return B(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+      return fbatch<Arch>(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 #endif
     }
   }
