@@ -154,7 +154,10 @@ inline std::vector<tensor_view> assemble_quantized(std::vector<tensor_view> tens
   const std::byte* file_end = file_bytes.data() + file_bytes.size();
   std::vector<bool> drop(tensors.size(), false);
 
-  for (const auto& [name, shape] : list.items()) {
+  for (const auto& item : list.items()) {
+    const std::string name =
+        item.key();  // a plain variable: lambdas below capture it (clang 14 cannot capture bindings)
+    const auto& shape = item.value();
     if (!shape.is_array() || shape.size() != 2 || !shape[0].is_number_unsigned() || !shape[1].is_number_unsigned() ||
         shape[0].get<std::uint64_t>() == 0 || shape[1].get<std::uint64_t>() == 0 ||
         shape[0].get<std::uint64_t>() > (std::uint64_t{1} << 32) ||

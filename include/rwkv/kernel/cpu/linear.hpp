@@ -128,6 +128,7 @@ constexpr bool has_widen_16() {
 template <class T, class Arch>
 inline fbatch<Arch> widen_16(const T* p) noexcept {
   static_assert(has_widen_16<T, Arch>(), "widen_16: no vector conversion for this storage type and architecture");
+  (void)p;  // unused where every branch is compiled out
   if constexpr (std::is_same_v<T, bf16>) {
     if constexpr (widen_bits<Arch>() == 512) {
 #if defined(__AVX512F__)
