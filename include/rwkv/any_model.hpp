@@ -44,6 +44,9 @@ struct model_info {
   std::int64_t n_layer = 0, n_embd = 0, n_head = 0, head_size = 0, vocab = 0, dim_ffn = 0, parameters = 0;
   std::string file_dtype;  // what the file stores, e.g. "F32" or "BF16"
   std::string format;      // "safetensors", "pth", "rwkv.cpp"
+  // Elements held in the chosen storage type (the weight matrices, embedding and head included); the other
+  // parameters (vectors, norms, low-rank factors) are float32.
+  std::int64_t weight_elements = 0;
 };
 
 class any_state {
@@ -169,6 +172,7 @@ class any_model {
         m.build<q4_weights>(version, reader);
         break;
     }
+    for (const auto& [name, shape] : reader.weight_shapes()) m.info_.weight_elements += shape.first * shape.second;
     return m;
   }
 

@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -100,6 +102,45 @@ class thread_pool {
   std::function<void(unsigned)> job_;
   std::atomic<int> pending_{0};
 };
+
+// One piece of a fused parallel region: `units` independent units of about `unit_cost` each (bytes read, say);
+// run(b, e) does units [b, e).
+struct work_item {
+  std::int64_t units = 0;
+  double unit_cost = 1;
+  std::function<void(std::int64_t, std::int64_t)> run;
+};
+
+// Runs independent pieces of work in one fork-join region, their total cost split evenly across the threads
+// (a decode step has many small products; one region for all of them costs one wake-up, not one each).
+// Without a pool, or with one thread, the items run in order on the caller.
+inline void parallel_work(thread_pool* pool, std::initializer_list<work_item> items) {
+  const unsigned parts = pool ? pool->size() : 1;
+  if (parts <= 1) {
+    for (const auto& w : items)
+      if (w.units > 0) w.run(0, w.units);
+    return;
+  }
+  double total = 0;
+  for (const auto& w : items) total += static_cast<double>(std::max<std::int64_t>(w.units, 0)) * w.unit_cost;
+  pool->parallel_for(parts, [&](std::int64_t p0, std::int64_t p1) {
+    for (std::int64_t p = p0; p < p1; ++p) {
+      // Unit u of an item starting at cost `start` belongs to the part whose [lo, hi) holds start + u·cost.
+      const double lo = total * static_cast<double>(p) / parts;
+      const double hi = p + 1 == parts ? total * 2 + 1 : total * static_cast<double>(p + 1) / parts;
+      double start = 0;
+      for (const auto& w : items) {
+        if (w.units <= 0) continue;
+        auto first_at_or_after = [&](double c) {
+          return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil((c - start) / w.unit_cost)), 0, w.units);
+        };
+        const std::int64_t b = first_at_or_after(lo), e = first_at_or_after(hi);
+        if (b < e) w.run(b, e);
+        start += static_cast<double>(w.units) * w.unit_cost;
+      }
+    }
+  });
+}
 
 // Runs f(begin, end) over [0, n) on the pool, or inline when there is none.
 template <class F>

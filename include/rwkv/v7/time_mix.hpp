@@ -1,7 +1,8 @@
 #pragma once
 // RWKV-7 time mixing (spec/v7.md (b), (d)). Stateless: weights only; the recurrent state is passed in.
-// One code path serves both forms: T = 1 rows is the RNN step (matrix-vector products), T > 1 the sequence
-// form (every projection one matrix product over the T rows, the WKV serial in time).
+// Both forms share the per-head arithmetic (prepare_head, finish_head): T = 1 rows is the RNN step (matrix-vector
+// products fused into few parallel regions), T > 1 the sequence form (every projection one matrix product over
+// the T rows, the WKV serial or chunked in time).
 
 #include <cmath>
 #include <cstdint>
@@ -51,10 +52,6 @@ namespace detail {
 // Y (T x C) applied to the x_* positions of a LoRA factor stored (in, out): Y = X · M.
 inline Eigen::Map<const row_matrix> as_matrix(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
   return {v.data(), rows, cols};
-}
-
-inline Eigen::Map<const Eigen::RowVectorXf> as_row(const std::vector<float>& v) {
-  return {v.data(), static_cast<Eigen::Index>(v.size())};
 }
 
 }  // namespace detail
@@ -160,66 +157,43 @@ class TimeMix {
       }
     }
 
+    if (T == 1) {
+      step(xr, xw, xk, xv, xa, xg, rows.of(0), ctx, out);
+      rows.store_last(x, &state_type::shift);
+      return;
+    }
+
     row_matrix r, k, v;
     linear<arch>(receptance_, xr, r, ctx.pool);
     linear<arch>(key_, xk, k, ctx.pool);
     linear<arch>(value_, xv, v, ctx.pool);
 
+    // The low-rank branches without their biases and final activations (prepare_head and mix_v_first add them).
     using detail::as_matrix;
-    using detail::as_row;
     row_matrix z = (xw * as_matrix(w1_, C, cfg_.d_decay)).array().tanh().matrix() * as_matrix(w2_, cfg_.d_decay, C);
-    z.rowwise() += as_row(w0_);
     row_matrix alpha = (xa * as_matrix(a1_, C, cfg_.d_iclr)) * as_matrix(a2_, cfg_.d_iclr, C);
-    alpha.rowwise() += as_row(a0_);
-    alpha = alpha.unaryExpr([](float q) { return sigmoid(q); });
     row_matrix g = (xg * as_matrix(g1_, C, cfg_.d_gate)).unaryExpr([](float q) { return sigmoid(q); }) *
                    as_matrix(g2_, cfg_.d_gate, C);
 
-    // The first RWKV-7 layer of a forward provides v_first: layer 0 of an official model, the lowest RWKV-7
-    // layer of a composed one (whose lower blocks leave the context's v_first empty). Later layers mix it in.
-    if (layer_ == 0 || ctx.v_first.size() == 0) {
+    if (owns_v_first(ctx, T)) {
       ctx.v_first = v;
     } else {
-      if (ctx.v_first.rows() != T || ctx.v_first.cols() != C)
-        throw error("RWKV-7 layer " + std::to_string(layer_) + ": the context's v_first is " +
-                    std::to_string(ctx.v_first.rows()) + " x " + std::to_string(ctx.v_first.cols()) + ", expected " +
-                    std::to_string(T) + " x " + std::to_string(C));
       row_matrix nu = (xv * as_matrix(v1_, C, cfg_.d_value)) * as_matrix(v2_, cfg_.d_value, C);
-      nu.rowwise() += as_row(v0_);
-      nu = nu.unaryExpr([](float q) { return sigmoid(q); });
-      v.array() += (ctx.v_first - v).array() * nu.array();
+      for (Eigen::Index t = 0; t < T; ++t)
+        for (Eigen::Index h = 0; h < H; ++h)
+          mix_v_first(h, v.row(t).data(), ctx.v_first.row(t).data(), nu.row(t).data());
     }
 
-    // Per-position WKV inputs: a = −κ̂, b = κ̂ ⊙ α, k̃ (into k) and the decay w (into z).
     row_matrix a(T, C), b(T, C);
-    for (Eigen::Index t = 0; t < T; ++t) {
-      for (Eigen::Index h = 0; h < H; ++h) {
-        const Eigen::Index o = h * N;
-        float* kh = k.row(t).data() + o;
-        const float* al = alpha.row(t).data() + o;
-        float* at = a.row(t).data() + o;
-        float* bt = b.row(t).data() + o;
-        float norm2 = 0.f;
-        for (int j = 0; j < N; ++j) {
-          at[j] = kh[j] * k_k_[o + j];  // κ, normalised below
-          norm2 += at[j] * at[j];
-        }
-        const float inv = 1.f / std::max(std::sqrt(norm2), 1e-12f);
-        for (int j = 0; j < N; ++j) {
-          const float kk = at[j] * inv;
-          at[j] = -kk;
-          bt[j] = kk * al[j];
-          kh[j] = kh[j] * (1.f + (al[j] - 1.f) * k_a_[o + j]);  // k̃, also used by the bonus
-          z(t, o + j) = std::exp(-decay_scale * sigmoid(z(t, o + j)));
-        }
-      }
-    }
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index h = 0; h < H; ++h)
+        prepare_head(h, k.row(t).data(), alpha.row(t).data(), z.row(t).data(), a.row(t).data(), b.row(t).data());
 
-    // The recurrence, independent per head (heads run in parallel for sequences): serial in time, or for a
-    // sequence (one state) chunk-parallel when ctx.wkv_form asks for it.
+    // The recurrence, independent per head (heads run in parallel): serial in time, or for a sequence (one
+    // state) chunk-parallel when ctx.wkv_form asks for it.
     const bool chunked = !rows.independent() && chunked_wkv(ctx.wkv_form, T, wkv7_chunked_min_tokens<arch>);
     row_matrix y(T, C);
-    auto run_heads = [&](std::int64_t h0, std::int64_t h1) {
+    parallel_for(ctx.pool, H, [&](std::int64_t h0, std::int64_t h1) {
       for (std::int64_t h = h0; h < h1; ++h) {
         const Eigen::Index o = h * N;
         if (chunked) {
@@ -232,26 +206,111 @@ class TimeMix {
                              k.row(t).data() + o, v.row(t).data() + o, a.row(t).data() + o, b.row(t).data() + o,
                              y.row(t).data() + o);
       }
-    };
-    if (T > 1)
-      parallel_for(ctx.pool, H, run_heads);
-    else
-      run_heads(0, H);
+    });
 
     row_matrix yg(T, C);
-    for (Eigen::Index t = 0; t < T; ++t) {
-      float* yt = y.row(t).data();
-      group_norm(yt, ln_x_w_.data(), ln_x_b_.data(), yg.row(t).data(), static_cast<std::size_t>(H), N, group_norm_eps);
-      for (Eigen::Index h = 0; h < H; ++h) {
-        const Eigen::Index o = h * N;
-        float bonus = 0.f;
-        for (int j = 0; j < N; ++j) bonus += r(t, o + j) * k(t, o + j) * r_k_[o + j];
-        for (int j = 0; j < N; ++j) yg(t, o + j) = (yg(t, o + j) + bonus * v(t, o + j)) * g(t, o + j);
-      }
-    }
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index h = 0; h < H; ++h)
+        finish_head(h, y.row(t).data(), r.row(t).data(), k.row(t).data(), v.row(t).data(), g.row(t).data(),
+                    yg.row(t).data());
     linear<arch>(output_, yg, out, ctx.pool);
 
     rows.store_last(x, &state_type::shift);
+  }
+
+  // One token (decode): the same arithmetic as the sequence form, but every small product of the step shares a
+  // parallel region with the large ones, and each head's whole WKV path (decay, κ̂, recurrence, GroupNorm, bonus,
+  // gate) runs on one thread, so nothing waits on a serial stretch.
+  void step(const row_matrix& xr, const row_matrix& xw, const row_matrix& xk, const row_matrix& xv,
+            const row_matrix& xa, const row_matrix& xg, state_type& s, context& ctx, row_matrix& out) const {
+    using arch = typename B::arch;
+    using namespace kernel::cpu;
+    const auto C = cfg_.n_embd;
+    constexpr int N = HeadSize;
+    const bool owns = owns_v_first(ctx, 1);
+    row_matrix r(1, C), k(1, C), v(1, C);
+    // The value LoRA has no columns to compute where this layer provides v_first. (Written as a zero width, not
+    // as `owns ? work_item{} : ...`: that conditional crashes nvcc 13's front end.)
+    std::vector<float> hw(static_cast<std::size_t>(cfg_.d_decay)), ha(static_cast<std::size_t>(cfg_.d_iclr)),
+        hg(static_cast<std::size_t>(cfg_.d_gate)), hv(static_cast<std::size_t>(cfg_.d_value));
+    parallel_work(ctx.pool,
+                  {matvec_work<arch>(receptance_, xr.data(), r.data()), matvec_work<arch>(key_, xk.data(), k.data()),
+                   matvec_work<arch>(value_, xv.data(), v.data()),
+                   vecmat_work<arch>(w1_.data(), C, cfg_.d_decay, xw.data(), hw.data()),
+                   vecmat_work<arch>(a1_.data(), C, cfg_.d_iclr, xa.data(), ha.data()),
+                   vecmat_work<arch>(g1_.data(), C, cfg_.d_gate, xg.data(), hg.data()),
+                   vecmat_work<arch>(v1_.data(), C, owns ? 0 : cfg_.d_value, xv.data(), hv.data())});
+    for (auto& q : hw) q = std::tanh(q);
+    for (auto& q : hg) q = sigmoid(q);
+    if (owns) ctx.v_first = v;
+
+    row_matrix z(1, C), alpha(1, C), g(1, C), nu(1, C), a(1, C), b(1, C), y(1, C), yg(1, C);
+    parallel_work(ctx.pool, {vecmat_work<arch>(w2_.data(), cfg_.d_decay, C, hw.data(), z.data()),
+                             vecmat_work<arch>(a2_.data(), cfg_.d_iclr, C, ha.data(), alpha.data()),
+                             vecmat_work<arch>(g2_.data(), cfg_.d_gate, C, hg.data(), g.data()),
+                             vecmat_work<arch>(v2_.data(), cfg_.d_value, owns ? 0 : C, hv.data(), nu.data())});
+
+    auto heads = [&](std::int64_t h0, std::int64_t h1) {
+      for (std::int64_t h = h0; h < h1; ++h) {
+        const std::int64_t o = h * N;
+        if (!owns) mix_v_first(h, v.data(), ctx.v_first.data(), nu.data());
+        prepare_head(h, k.data(), alpha.data(), z.data(), a.data(), b.data());
+        wkv7_step<arch, N>(s.wkv.data() + h * N * N, r.data() + o, z.data() + o, k.data() + o, v.data() + o,
+                           a.data() + o, b.data() + o, y.data() + o);
+        finish_head(h, y.data(), r.data(), k.data(), v.data(), g.data(), yg.data());
+      }
+    };
+    parallel_work(ctx.pool, {work_item{cfg_.n_head, double(N) * N, heads}});
+    linear<arch>(output_, yg, out, ctx.pool);
+  }
+
+  // Whether this layer provides v_first: layer 0 of an official model, the lowest RWKV-7 layer of a composed one
+  // (whose lower blocks leave the context's v_first empty). Later layers mix it in, and check its shape.
+  bool owns_v_first(const context& ctx, Eigen::Index T) const {
+    if (layer_ == 0 || ctx.v_first.size() == 0) return true;
+    if (ctx.v_first.rows() != T || ctx.v_first.cols() != cfg_.n_embd)
+      throw error("RWKV-7 layer " + std::to_string(layer_) + ": the context's v_first is " +
+                  std::to_string(ctx.v_first.rows()) + " x " + std::to_string(ctx.v_first.cols()) + ", expected " +
+                  std::to_string(T) + " x " + std::to_string(cfg_.n_embd));
+    return false;
+  }
+
+  // Head h of one position: v += (v_first − v) ⊙ σ(v0 + nu), nu the value LoRA's output.
+  void mix_v_first(std::int64_t h, float* v, const float* v_first, const float* nu) const {
+    for (std::int64_t j = h * HeadSize; j < (h + 1) * HeadSize; ++j)
+      v[j] += (v_first[j] - v[j]) * kernel::cpu::sigmoid(nu[j] + v0_[j]);
+  }
+
+  // Head h of one position, from the LoRA outputs z (decay) and alpha (in-context learning rate), both without
+  // bias: a = −κ̂, b = κ̂ ⊙ α with α = σ(a0 + alpha), k̃ into k, and the decay w = exp(−e^{−1/2}·σ(w0 + z)) into z.
+  void prepare_head(std::int64_t h, float* k, const float* alpha, float* z, float* a, float* b) const {
+    constexpr int N = HeadSize;
+    const std::int64_t o = h * N;
+    float norm2 = 0.f;
+    for (int j = 0; j < N; ++j) {
+      a[o + j] = k[o + j] * k_k_[o + j];  // κ, normalised below
+      norm2 += a[o + j] * a[o + j];
+    }
+    const float inv = 1.f / std::max(std::sqrt(norm2), 1e-12f);
+    for (int j = 0; j < N; ++j) {
+      const float kk = a[o + j] * inv;
+      const float al = kernel::cpu::sigmoid(alpha[o + j] + a0_[o + j]);
+      a[o + j] = -kk;
+      b[o + j] = kk * al;
+      k[o + j] = k[o + j] * (1.f + (al - 1.f) * k_a_[o + j]);  // k̃, also used by the bonus
+      z[o + j] = std::exp(-decay_scale * kernel::cpu::sigmoid(z[o + j] + w0_[o + j]));
+    }
+  }
+
+  // Head h of one position: yg = (GroupNorm(y) + (Σ r ⊙ k̃ ⊙ r_k)·v) ⊙ g.
+  void finish_head(std::int64_t h, const float* y, const float* r, const float* k, const float* v, const float* g,
+                   float* yg) const {
+    constexpr int N = HeadSize;
+    const std::int64_t o = h * N;
+    kernel::cpu::group_norm(y + o, ln_x_w_.data() + o, ln_x_b_.data() + o, yg + o, 1, N, group_norm_eps);
+    float bonus = 0.f;
+    for (int j = 0; j < N; ++j) bonus += r[o + j] * k[o + j] * r_k_[o + j];
+    for (int j = 0; j < N; ++j) yg[o + j] = (yg[o + j] + bonus * v[o + j]) * g[o + j];
   }
 
   Config cfg_;

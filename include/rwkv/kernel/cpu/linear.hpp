@@ -366,6 +366,64 @@ void matvec(const matrix<T>& w, const float* x, float* y, thread_pool* pool = nu
   parallel_for(pool, w.rows(), [&](std::int64_t r0, std::int64_t r1) { matvec_rows<Arch>(w, x, y, r0, r1); });
 }
 
+// Bytes of W read per weight: the cost unit of the parallel_work items below.
+template <class T>
+constexpr double bytes_per_weight() {
+  if constexpr (QuantizedStorage<T>)
+    return (static_cast<double>(T::block_bytes) + (T::has_min ? 4 : 2)) / static_cast<double>(T::block_size);
+  else
+    return sizeof(T);
+}
+
+// y = W·x as one item of a fused parallel region (rows split). w, x and y must outlive the region.
+template <class Arch, class T>
+work_item matvec_work(const matrix<T>& w, const float* x, float* y) {
+  return {w.rows(), static_cast<double>(w.cols()) * bytes_per_weight<T>(),
+          [&w, x, y](std::int64_t r0, std::int64_t r1) { matvec_rows<Arch>(w, x, y, r0, r1); }};
+}
+
+// y[c0, c1) = Σ_r x[r]·A[r][c0, c1) for A (rows x cols, row-major): x·A over a range of columns, the shape of
+// the low-rank (LoRA) factors, which are stored (in, out).
+template <class Arch>
+void vecmat_cols(const float* a, std::int64_t rows, std::int64_t cols, const float* x, float* y, std::int64_t c0,
+                 std::int64_t c1) noexcept {
+  using B = fbatch<Arch>;
+  constexpr std::int64_t W = B::size;
+  std::int64_t c = c0;
+  for (; c + 2 * W <= c1; c += 2 * W) {
+    B s0(0.f), s1(0.f);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* p = a + r * cols + c;
+      const B xr(x[r]);
+      s0 = xsimd::fma(xr, B::load_unaligned(p), s0);
+      s1 = xsimd::fma(xr, B::load_unaligned(p + W), s1);
+    }
+    s0.store_unaligned(y + c);
+    s1.store_unaligned(y + c + W);
+  }
+  for (; c + W <= c1; c += W) {
+    B s(0.f);
+    for (std::int64_t r = 0; r < rows; ++r) s = xsimd::fma(B(x[r]), B::load_unaligned(a + r * cols + c), s);
+    s.store_unaligned(y + c);
+  }
+  for (; c < c1; ++c) {
+    float s = 0.f;
+    for (std::int64_t r = 0; r < rows; ++r) s += x[r] * a[r * cols + c];
+    y[c] = s;
+  }
+}
+
+// y = x·A (A rows x cols, float32, row-major) as one item of a fused parallel region (columns split in blocks of
+// 32). a, x and y must outlive the region.
+template <class Arch>
+work_item vecmat_work(const float* a, std::int64_t rows, std::int64_t cols, const float* x, float* y) {
+  constexpr std::int64_t block = 32;
+  return {(cols + block - 1) / block, static_cast<double>(rows * block) * sizeof(float),
+          [=](std::int64_t b0, std::int64_t b1) {
+            vecmat_cols<Arch>(a, rows, cols, x, y, b0 * block, std::min(cols, b1 * block));
+          }};
+}
+
 // Columns [r0, r1) of Y (T x rows) = X (T x cols) · W[r0:r1]ᵀ
 template <class T>
 void matmul_rows(const matrix<T>& w, const row_matrix& x, row_matrix& y, std::int64_t r0, std::int64_t r1) {
