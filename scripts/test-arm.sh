@@ -16,9 +16,12 @@ for t in "${tests[@]}"; do
   sed 's#<boost/test/unit_test.hpp>#<boost/test/included/unit_test.hpp>#' "tests/$t.cpp" >"$out/$name.cpp"
   echo "aarch64: building $name"
   aarch64-linux-gnu-g++ -std=c++20 -O2 -Wall -Wextra -Werror -Wno-maybe-uninitialized -Iinclude \
-    -isystem /usr/include/eigen3 -isystem /usr/include -iquote "tests/$(dirname "$t")" \
+    -isystem /usr/include/eigen3 -idirafter /usr/include -iquote "tests/$(dirname "$t")" \
     -DRWKV_TEST_DATA_DIR="\"$PWD/tests/data\"" "$out/$name.cpp" -o "$out/$name" -pthread
 done
+printf '#include <cstdio>\n#include <xsimd/xsimd.hpp>\nint main() { std::puts(xsimd::default_arch::name()); }\n' >"$out/isa.cpp"
+aarch64-linux-gnu-g++ -std=c++20 -O2 -idirafter /usr/include "$out/isa.cpp" -o "$out/isa"
+echo "aarch64: kernels built for $(qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/isa")"
 for t in "${tests[@]}"; do
   name=${t//\//_}
   echo "aarch64 (qemu): $name"

@@ -1,8 +1,9 @@
 // One model shared by many threads, each with its own state: every thread gets exactly what a lone run
-// gets. Built and run under ThreadSanitizer in CI (scripts/test.sh --tsan).
+// gets; and the pool's own guarantees. Built and run under ThreadSanitizer in CI (scripts/test.sh --tsan).
 #define BOOST_TEST_MODULE thread_safety
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <random>
 #include <thread>
 
@@ -70,4 +71,22 @@ BOOST_AUTO_TEST_CASE(pool_propagates_exceptions_and_stays_usable) {
   std::atomic<int> sum{0};
   pool.parallel_for(100, [&](std::int64_t b, std::int64_t e) { sum += static_cast<int>(e - b); });
   BOOST_CHECK_EQUAL(sum.load(), 100);
+}
+
+// A fused region (parallel_work) runs every unit of every item exactly once, whatever the costs and the pool size:
+// items of very different unit costs, an empty one, and more threads than units.
+BOOST_AUTO_TEST_CASE(parallel_work_runs_every_unit_once) {
+  for (unsigned threads : {1u, 2u, 3u, 4u}) {
+    thread_pool pool(threads);
+    std::vector<std::atomic<int>> a(1000), b(3), c(7);
+    auto counter = [](std::vector<std::atomic<int>>& v) {
+      return [&v](std::int64_t first, std::int64_t last) {
+        for (std::int64_t i = first; i < last; ++i) ++v[static_cast<std::size_t>(i)];
+      };
+    };
+    parallel_work(&pool, {work_item{1000, 1.0, counter(a)}, work_item{0, 5.0, counter(a)},
+                          work_item{3, 40000.0, counter(b)}, work_item{7, 0.5, counter(c)}});
+    for (auto* v : {&a, &b, &c})
+      for (auto& n : *v) BOOST_TEST(n.load() == 1, threads << " threads");
+  }
 }
