@@ -39,13 +39,6 @@ rwkv::matrix<T> make_matrix(std::int64_t rows) {
 }
 
 template <class T>
-double bytes_per_weight() {
-  if constexpr (std::is_same_v<T, rwkv::q8>) return 34.0 / 32;  // codes + f16 scale
-  if constexpr (std::is_same_v<T, rwkv::q4>) return 20.0 / 32;  // codes + f16 scale + f16 min
-  return sizeof(T);
-}
-
-template <class T>
 void gemv(benchmark::State& state) {
   const std::int64_t rows = state.range(0);
   const auto threads = static_cast<std::size_t>(state.range(1));
@@ -58,8 +51,8 @@ void gemv(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(
-      static_cast<std::int64_t>(static_cast<double>(state.iterations()) * double(rows * cols) * bytes_per_weight<T>()));
+  state.SetBytesProcessed(static_cast<std::int64_t>(static_cast<double>(state.iterations()) * double(rows * cols) *
+                                                    rwkv::kernel::cpu::bytes_per_weight<T>()));
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
