@@ -10,6 +10,8 @@
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/core/thread_pool.hpp"
+#include "rwkv/core/workspace.hpp"
+#include "rwkv/model/language_model.hpp"
 
 namespace rwkv {
 
@@ -38,13 +40,16 @@ class Batch {
 
   // Feeds a prompt to one slot; returns the logits after its last token.
   std::vector<float> prefill(std::size_t slot, std::span<const std::int32_t> tokens, thread_pool* pool = nullptr) {
-    return model_->prefill(tokens, states_.at(slot), pool);
+    const auto& logits = model_->forward(tokens, states_.at(slot), logits_for::last, ws_, pool);
+    return {logits.data(), logits.data() + logits.size()};
   }
 
   // One decoding step for the listed slots (each at most once); row i of the result is inputs[i]'s logits.
   row_matrix step(std::span<const slot_token> inputs, thread_pool* pool = nullptr) {
-    std::vector<std::int32_t> tokens;
-    std::vector<state_type*> states;
+    auto& tokens = tokens_;
+    auto& states = states_ptr_;
+    tokens.clear();
+    states.clear();
     for (const auto& in : inputs) {
       if (in.slot >= states_.size())
         throw error("slot " + std::to_string(in.slot) + " out of range (batch of " + std::to_string(size()) + ")");
@@ -52,12 +57,15 @@ class Batch {
       states.push_back(&states_[in.slot]);
     }
     if (tokens.empty()) return {};
-    return model_->forward_batch(tokens, states, pool);
+    return model_->forward_batch(tokens, states, ws_, pool);
   }
 
  private:
   const Model* model_;
   std::vector<state_type> states_;
+  workspace ws_;  // scratch kept between calls
+  std::vector<std::int32_t> tokens_;
+  std::vector<state_type*> states_ptr_;
 };
 
 }  // namespace rwkv

@@ -16,6 +16,7 @@
 #include <numeric>
 #include <random>
 
+#include <rwkv/kernel/cpu/norm.hpp>
 #include <rwkv/v4.hpp>
 
 #include "../support/golden.hpp"

@@ -1,14 +1,17 @@
 #pragma once
-// Per-forward context: values that flow across layers within one forward call but are not recurrent state.
-// RWKV-7's value residual v_first (layer 0's value projection, read by every later layer) is the built-in
-// entry; user mixers may add their own named entries.
+// Per-forward context: how the call runs (thread pool, WKV form), where its scratch memory comes from (a
+// workspace kept between calls), and values that flow across layers within one forward call but are not
+// recurrent state. RWKV-7's value residual v_first (the first RWKV-7 layer's values, read by every later layer)
+// is the built-in entry; user mixers may add their own named entries.
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/core/thread_pool.hpp"
+#include "rwkv/core/workspace.hpp"
 
 namespace rwkv {
 
@@ -23,11 +26,44 @@ inline bool chunked_wkv(form f, std::int64_t T, std::int64_t min_tokens) noexcep
   return f == form::chunked || (f == form::automatic && T >= min_tokens);
 }
 
-struct context {
+class context {
+ public:
+  context() = default;
+  explicit context(workspace& ws, thread_pool* pool = nullptr, form wkv_form = form::automatic) noexcept
+      : pool(pool), wkv_form(wkv_form), ws_(&ws) {}
+  context(const context&) = delete;  // it may point into itself (its own workspace)
+  context& operator=(const context&) = delete;
+
   thread_pool* pool = nullptr;                             // where kernels may run in parallel (none: inline)
-  row_matrix v_first;                                      // T x C, written by the first RWKV-7 layer
-  std::map<std::string, row_matrix, std::less<>> entries;  // free for user mixers
   form wkv_form = form::automatic;                         // how sequence calls evaluate the WKV
+  std::map<std::string, row_matrix, std::less<>> entries;  // free for user mixers, for one forward call
+
+  // Scratch memory for this call (the caller's workspace, or one owned by this context).
+  workspace& ws() {
+    if (!ws_) {
+      own_ = std::make_unique<workspace>();
+      ws_ = own_.get();
+    }
+    return *ws_;
+  }
+  // A rows x cols scratch matrix (contents unspecified) until the enclosing workspace::scope ends.
+  row_matrix& scratch(Eigen::Index rows, Eigen::Index cols) { return ws().take(rows, cols); }
+
+  // RWKV-7's value residual: T x C, written by the first RWKV-7 layer of a forward call, read by the later ones.
+  bool has_v_first() const noexcept { return has_v_first_; }
+  const row_matrix& v_first() { return ws().persistent(workspace::slot::v_first); }
+  void set_v_first(const Eigen::Ref<const row_matrix>& v) {
+    ws().persistent(workspace::slot::v_first) = v;  // the workspace keeps the memory between calls
+    has_v_first_ = true;
+  }
+  void clear_v_first() noexcept { has_v_first_ = false; }
+  // Row b of v_first, writable (for batches assembled row by row).
+  auto v_first_row(Eigen::Index b) { return ws().persistent(workspace::slot::v_first).row(b); }
+
+ private:
+  workspace* ws_ = nullptr;
+  std::unique_ptr<workspace> own_;
+  bool has_v_first_ = false;
 };
 
 }  // namespace rwkv

@@ -10,12 +10,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "rwkv/backend/cpu.hpp"
 #include "rwkv/core/concepts.hpp"
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/init/builder.hpp"
 #include "rwkv/io/weight_reader.hpp"
-#include "rwkv/kernel/cpu/norm.hpp"
 #include "rwkv/model/model_config.hpp"
 #include "rwkv/model/taps.hpp"
 
@@ -52,6 +52,20 @@ bool layer_matches(const io::weight_reader& r, std::int64_t layer) {
     return true;
 }
 
+// Runs f(row_ctx) for row b of a batch of B rows with a one-row context of its own (for mixers and blocks without
+// a batched path): cross-layer entries (v_first) stay aligned with their row.
+template <class F>
+void with_row_context(context& ctx, Eigen::Index b, Eigen::Index B, F&& f) {
+  context row_ctx;
+  row_ctx.pool = ctx.pool;
+  if (ctx.has_v_first() && ctx.v_first().rows() == B) row_ctx.set_v_first(ctx.v_first().row(b));
+  f(row_ctx);
+  if (row_ctx.has_v_first()) {
+    if (!ctx.has_v_first() || ctx.v_first().rows() != B) ctx.set_v_first(row_matrix::Zero(B, row_ctx.v_first().cols()));
+    ctx.v_first_row(b) = row_ctx.v_first().row(0);
+  }
+}
+
 template <class Mixer, class Config>
 Mixer make_mixer(io::weight_reader& r, const Config& c, std::int64_t layer) {
   if constexpr (std::is_constructible_v<Mixer, io::weight_reader&, const Config&, std::int64_t>) {
@@ -65,6 +79,17 @@ Mixer make_mixer(io::weight_reader& r, const Config& c, std::int64_t layer) {
     return Mixer(r, Mixer::config_type::for_layer(r, layer), layer);
   }
 }
+
+// The backend a mixer runs on: its backend_type, or the CPU for user mixers that do not name one.
+template <class M>
+struct backend_of {
+  using type = cpu<>;
+};
+template <class M>
+requires requires { typename M::backend_type; }
+struct backend_of<M> {
+  using type = typename M::backend_type;
+};
 
 }  // namespace detail
 
@@ -118,19 +143,22 @@ class Block {
   // The same, showing the mixers' outputs to `t` (model/taps.hpp) before they are added.
   template <class Taps>
   void forward(row_matrix& x, state_type& s, context& ctx, Taps& t) const {
-    row_matrix normed(x.rows(), x.cols()), out;
-    norm_rows(x, ln1_w_, ln1_b_, normed);
+    workspace::scope scope(ctx.ws());
+    row_matrix& normed = ctx.scratch(x.rows(), x.cols());
+    row_matrix& out = ctx.scratch(x.rows(), x.cols());
+    ops_type::layer_norm(x, ln1_w_, ln1_b_, normed);
     att_.forward(normed, s.att, ctx, out);
     taps::time_mix_output(t, layer_, out);
     x += out;
-    norm_rows(x, ln2_w_, ln2_b_, normed);
+    ops_type::layer_norm(x, ln2_w_, ln2_b_, normed);
     ffn_.forward(normed, s.ffn, ctx, out);
     taps::channel_mix_output(t, layer_, out);
     x += out;
   }
 
   // Batched decoding: row b of x is one token of sequence b, whose block state is *states[b]. Mixers with a
-  // forward_batch (matrix products over the B rows) use it; others run row by row with the same result.
+  // forward_batch (every built-in one: matrix products over the B rows) use it; others run row by row with the
+  // same result.
   void forward_batch(row_matrix& x, std::span<state_type* const> states, context& ctx) const {
     std::vector<typename TimeMix::state_type*> att(states.size());
     std::vector<typename ChannelMix::state_type*> ffn(states.size());
@@ -138,11 +166,13 @@ class Block {
       att[b] = &states[b]->att;
       ffn[b] = &states[b]->ffn;
     }
-    row_matrix normed(x.rows(), x.cols()), out;
-    norm_rows(x, ln1_w_, ln1_b_, normed);
+    workspace::scope scope(ctx.ws());
+    row_matrix& normed = ctx.scratch(x.rows(), x.cols());
+    row_matrix& out = ctx.scratch(x.rows(), x.cols());
+    ops_type::layer_norm(x, ln1_w_, ln1_b_, normed);
     batch_call(att_, normed, std::span<typename TimeMix::state_type* const>(att), ctx, out);
     x += out;
-    norm_rows(x, ln2_w_, ln2_b_, normed);
+    ops_type::layer_norm(x, ln2_w_, ln2_b_, normed);
     batch_call(ffn_, normed, std::span<typename ChannelMix::state_type* const>(ffn), ctx, out);
     x += out;
   }
@@ -152,34 +182,24 @@ class Block {
   std::int64_t layer() const noexcept { return layer_; }
 
  private:
+  using ops_type = ops<typename detail::backend_of<TimeMix>::type>;
+
   template <class Mixer, class S>
   static void batch_call(const Mixer& m, const row_matrix& x, std::span<S* const> states, context& ctx,
                          row_matrix& out) {
     if constexpr (requires { m.forward_batch(x, states, ctx, out); }) {
       m.forward_batch(x, states, ctx, out);
     } else {
-      // Row by row; a per-row context keeps cross-layer entries (v_first) aligned with their row.
       out.resize(x.rows(), x.cols());
       row_matrix one(1, x.cols()), o;
       for (Eigen::Index b = 0; b < x.rows(); ++b) {
-        context row_ctx;
-        row_ctx.pool = ctx.pool;
-        if (ctx.v_first.rows() == x.rows()) row_ctx.v_first = ctx.v_first.row(b);
         one = x.row(b);
-        m.forward(one, *states[static_cast<std::size_t>(b)], row_ctx, o);
-        if (row_ctx.v_first.rows() == 1) {
-          if (ctx.v_first.rows() != x.rows()) ctx.v_first.resize(x.rows(), x.cols());
-          ctx.v_first.row(b) = row_ctx.v_first.row(0);
-        }
+        detail::with_row_context(ctx, b, x.rows(), [&](context& row_ctx) {
+          m.forward(one, *states[static_cast<std::size_t>(b)], row_ctx, o);
+        });
         out.row(b) = o.row(0);
       }
     }
-  }
-
-  void norm_rows(const row_matrix& x, const std::vector<float>& w, const std::vector<float>& b, row_matrix& out) const {
-    for (Eigen::Index t = 0; t < x.rows(); ++t)
-      kernel::cpu::layer_norm(x.row(t).data(), w.data(), b.data(), out.row(t).data(),
-                              static_cast<std::size_t>(n_embd_));
   }
 
   TimeMix att_;

@@ -15,14 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "rwkv/backend/cpu.hpp"
 #include "rwkv/core/concepts.hpp"
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/tensor.hpp"
+#include "rwkv/core/workspace.hpp"
 #include "rwkv/io/checkpoint.hpp"
 #include "rwkv/io/weight_reader.hpp"
 #include "rwkv/kernel/cpu/linear.hpp"
-#include "rwkv/kernel/cpu/norm.hpp"
+#include "rwkv/kernel/math.hpp"
 #include "rwkv/model/state.hpp"
 #include "rwkv/model/taps.hpp"
 
@@ -83,17 +85,28 @@ class LanguageModel {
 
   // RNN form: one token, returns its logits (V).
   std::vector<float> step(std::int32_t token, state_type& s, thread_pool* pool = nullptr) const {
+    return with_default_workspace([&](workspace& ws) {
+      const auto logits = step(token, s, ws, pool);
+      return std::vector<float>(logits.begin(), logits.end());
+    });
+  }
+
+  // RNN form with the caller's workspace: returns a view of the logits (V) inside `ws`, valid until its next
+  // use. After the first call nothing is allocated (a decode loop runs without touching the heap).
+  std::span<const float> step(std::int32_t token, state_type& s, workspace& ws, thread_pool* pool = nullptr) const {
     const std::int32_t tokens[1] = {token};
-    auto logits = forward(tokens, s, logits_for::last, pool);
-    return {logits.data(), logits.data() + logits.size()};
+    const row_matrix& logits = forward(tokens, s, logits_for::last, ws, pool);
+    return {logits.data(), static_cast<std::size_t>(logits.size())};
   }
 
   // Sequence form: T tokens in one call; returns the logits of the last token (V). `wkv_form` picks how the WKV
   // recurrence runs (serial, chunked, or by length; see rwkv::form).
   std::vector<float> prefill(std::span<const std::int32_t> tokens, state_type& s, thread_pool* pool = nullptr,
                              form wkv_form = form::automatic) const {
-    auto logits = forward(tokens, s, logits_for::last, pool, wkv_form);
-    return {logits.data(), logits.data() + logits.size()};
+    return with_default_workspace([&](workspace& ws) {
+      const row_matrix& logits = forward(tokens, s, logits_for::last, ws, pool, wkv_form);
+      return std::vector<float>(logits.data(), logits.data() + logits.size());
+    });
   }
 
   // Sequence form with a choice of outputs: T x V (all) or 1 x V (last). Nothing is changed on error.
@@ -104,28 +117,22 @@ class LanguageModel {
     return forward_with(none, tokens, s, which, pool, wkv_form);
   }
 
+  // The same with the caller's workspace: the logits stay in `ws` (valid until its next use), and a call of a
+  // shape seen before allocates nothing.
+  const row_matrix& forward(std::span<const std::int32_t> tokens, state_type& s, logits_for which, workspace& ws,
+                            thread_pool* pool = nullptr, form wkv_form = form::automatic) const {
+    no_taps none;
+    return run(none, tokens, s, which, ws, pool, wkv_form);
+  }
+
   // forward, showing the residual stream, the mixers' outputs and the states to `taps` (model/taps.hpp) as
   // they are computed; what the taps write is what the rest of the model sees.
   template <class Taps>
   row_matrix forward_with(Taps& t, std::span<const std::int32_t> tokens, state_type& s,
                           logits_for which = logits_for::last, thread_pool* pool = nullptr,
                           form wkv_form = form::automatic) const {
-    check(tokens, s);
-    row_matrix x = embed(tokens);
-    context ctx;
-    ctx.pool = pool;
-    ctx.wkv_form = wkv_form;
-    for (std::size_t i = 0; i < blocks_.size(); ++i) {
-      const auto layer = static_cast<std::int64_t>(i);
-      taps::block_input(t, layer, x);
-      if constexpr (requires { blocks_[i].forward(x, s.layers[i], ctx, t); })
-        blocks_[i].forward(x, s.layers[i], ctx, t);
-      else
-        blocks_[i].forward(x, s.layers[i], ctx);
-      taps::block_output(t, layer, x);
-      taps::layer_state(t, layer, s.layers[i]);
-    }
-    return head(x, which == logits_for::all ? 0 : x.rows() - 1, pool);
+    return with_default_workspace(
+        [&](workspace& ws) -> row_matrix { return run(t, tokens, s, which, ws, pool, wkv_form); });
   }
 
   // A state of another model type is a compile error with a sentence, not a list of overloads.
@@ -146,6 +153,12 @@ class LanguageModel {
   // One matrix product over the B rows per weight, instead of B matrix-vector products.
   row_matrix forward_batch(std::span<const std::int32_t> tokens, std::span<state_type* const> states,
                            thread_pool* pool = nullptr) const {
+    return with_default_workspace([&](workspace& ws) -> row_matrix { return forward_batch(tokens, states, ws, pool); });
+  }
+
+  // The same with the caller's workspace (logits valid until its next use).
+  const row_matrix& forward_batch(std::span<const std::int32_t> tokens, std::span<state_type* const> states,
+                                  workspace& ws, thread_pool* pool = nullptr) const {
     if (tokens.size() != states.size())
       throw error(std::to_string(tokens.size()) + " tokens for " + std::to_string(states.size()) + " states", source_);
     for (auto* s : states) {
@@ -155,43 +168,99 @@ class LanguageModel {
     for (std::size_t a = 0; a < states.size(); ++a)
       for (std::size_t b = a + 1; b < states.size(); ++b)
         if (states[a] == states[b]) throw error("the same state appears twice in one batch", source_);
-    row_matrix x = embed(tokens);
-    context ctx;
-    ctx.pool = pool;
+    workspace::scope top(ws);
+    context ctx(ws, pool);
+    row_matrix& x = ws.persistent(workspace::slot::residual);
+    embed(tokens, x);
     std::vector<typename block_type::state_type*> layer(states.size());
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       for (std::size_t b = 0; b < states.size(); ++b) layer[b] = &states[b]->layers[i];
       blocks_[i].forward_batch(x, layer, ctx);
     }
-    return head(x, 0, pool);
+    row_matrix& logits = ws.persistent(workspace::slot::logits);
+    head(x, 0, ctx, logits);
+    return logits;
   }
 
   // ln0(emb[token]) for each token (T x C). The reference pre-applies ln0 to the table; doing it per lookup
   // is the same function and keeps the table in its storage type.
   row_matrix embed(std::span<const std::int32_t> tokens) const {
-    const auto C = cfg_.n_embd;
-    row_matrix x(static_cast<Eigen::Index>(tokens.size()), C);
-    std::vector<float> row(static_cast<std::size_t>(C));
-    for (std::size_t t = 0; t < tokens.size(); ++t) {
-      kernel::cpu::detail::widen_rows(emb_, tokens[t], 1, row.data());
-      kernel::cpu::layer_norm(row.data(), ln0_w_.data(), ln0_b_.data(), x.row(static_cast<Eigen::Index>(t)).data(),
-                              static_cast<std::size_t>(C));
-    }
+    row_matrix x;
+    embed(tokens, x);
     return x;
+  }
+  void embed(std::span<const std::int32_t> tokens, row_matrix& x) const {
+    const auto C = cfg_.n_embd;
+    x.resize(static_cast<Eigen::Index>(tokens.size()), C);
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+      float* row = x.row(static_cast<Eigen::Index>(t)).data();
+      kernel::cpu::detail::widen_rows(emb_, tokens[t], 1, row);
+      math::layer_norm(row, ln0_w_.data(), ln0_b_.data(), row, static_cast<std::size_t>(C), 1e-5f);  // in place
+    }
   }
 
   // head(ln_out(x)) for rows first..T-1 of the residual stream.
   row_matrix head(const row_matrix& x, Eigen::Index first, thread_pool* pool = nullptr) const {
-    const auto C = cfg_.n_embd;
-    row_matrix normed(x.rows() - first, C), logits;
-    for (Eigen::Index t = first; t < x.rows(); ++t)
-      kernel::cpu::layer_norm(x.row(t).data(), ln_out_w_.data(), ln_out_b_.data(), normed.row(t - first).data(),
-                              static_cast<std::size_t>(C));
-    kernel::cpu::linear<typename backend_type::arch>(head_, normed, logits, pool);
+    context ctx;
+    ctx.pool = pool;
+    row_matrix logits;
+    head(x, first, ctx, logits);
     return logits;
+  }
+  void head(const row_matrix& x, Eigen::Index first, context& ctx, row_matrix& logits) const {
+    workspace::scope scope(ctx.ws());
+    row_matrix& normed = ctx.scratch(x.rows() - first, cfg_.n_embd);
+    ops_type::layer_norm(x.bottomRows(x.rows() - first), ln_out_w_, ln_out_b_, normed);
+    ops_type::products(ctx, ops_type::linear(head_, normed, logits));
   }
 
  private:
+  using ops_type = ops<backend_type>;
+
+  template <class Taps>
+  const row_matrix& run(Taps& t, std::span<const std::int32_t> tokens, state_type& s, logits_for which, workspace& ws,
+                        thread_pool* pool, form wkv_form) const {
+    check(tokens, s);
+    workspace::scope top(ws);  // scratch a user mixer takes outside a scope of its own is returned too
+    context ctx(ws, pool, wkv_form);
+    row_matrix& x = ws.persistent(workspace::slot::residual);
+    embed(tokens, x);
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      const auto layer = static_cast<std::int64_t>(i);
+      taps::block_input(t, layer, x);
+      if constexpr (requires { blocks_[i].forward(x, s.layers[i], ctx, t); })
+        blocks_[i].forward(x, s.layers[i], ctx, t);
+      else
+        blocks_[i].forward(x, s.layers[i], ctx);
+      taps::block_output(t, layer, x);
+      taps::layer_state(t, layer, s.layers[i]);
+    }
+    row_matrix& logits = ws.persistent(workspace::slot::logits);
+    head(x, which == logits_for::all ? 0 : x.rows() - 1, ctx, logits);
+    return logits;
+  }
+
+  // f(ws) with one workspace per thread, for the calls that do not pass their own. It keeps up to 64 MiB between
+  // calls (any decode, prefill of a few hundred tokens); a long prompt's larger scratch is freed after its call. A
+  // call made from inside another on the same thread (from a taps callback) gets a workspace of its own.
+  template <class F>
+  static auto with_default_workspace(F&& f) {
+    thread_local workspace ws;
+    thread_local int depth = 0;
+    if (depth > 0) {
+      workspace nested;
+      return f(nested);
+    }
+    struct leave {
+      ~leave() {
+        --depth;
+        if (ws.bytes() > (std::size_t{64} << 20)) ws.release();
+      }
+    } guard;
+    ++depth;
+    return f(ws);
+  }
+
   // The version a state carries: the model's, plus the block type of each layer when layers differ in type (a
   // state of a v6/v7 hybrid is no state for a hybrid with another layout, even if the sizes agree).
   static std::string state_tag(const std::vector<block_type>& blocks) {

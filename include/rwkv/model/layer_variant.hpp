@@ -106,18 +106,12 @@ class LayerVariant {
       if constexpr (requires { b.forward_batch(x, std::span<S* const>(alt), ctx); }) {
         b.forward_batch(x, std::span<S* const>(alt), ctx);
       } else {
-        // Row by row; a per-row context keeps cross-layer entries (v_first) aligned with their row.
+        // Row by row, each with a one-row context of its own.
         row_matrix one(1, x.cols());
         for (Eigen::Index k = 0; k < x.rows(); ++k) {
-          context row_ctx;
-          row_ctx.pool = ctx.pool;
-          if (ctx.v_first.rows() == x.rows()) row_ctx.v_first = ctx.v_first.row(k);
           one = x.row(k);
-          b.forward(one, *alt[static_cast<std::size_t>(k)], row_ctx);
-          if (row_ctx.v_first.rows() == 1) {
-            if (ctx.v_first.rows() != x.rows()) ctx.v_first.resize(x.rows(), x.cols());
-            ctx.v_first.row(k) = row_ctx.v_first.row(0);
-          }
+          detail::with_row_context(
+              ctx, k, x.rows(), [&](context& row_ctx) { b.forward(one, *alt[static_cast<std::size_t>(k)], row_ctx); });
           x.row(k) = one.row(0);
         }
       }

@@ -31,14 +31,23 @@ class State {
 
   friend bool operator==(const State&, const State&) = default;
 
-  // True when `other` has the same version, layer count and tensor names and sizes (it could come from the same model).
+  // True when `other` has the same version, layer count and tensor sizes (it could come from the same model).
+  // Tensor names are fixed by the layer state's type and its version tag. Allocates nothing (checked per call).
   bool same_shape(const State& other) const {
     if (version_ != other.version_ || layers.size() != other.layers.size()) return false;
     for (std::size_t i = 0; i < layers.size(); ++i) {
-      std::vector<std::pair<std::string, std::size_t>> a, b;
-      layers[i].visit([&](const std::string& n, const auto& v) { a.emplace_back(n, v.size()); });
-      other.layers[i].visit([&](const std::string& n, const auto& v) { b.emplace_back(n, v.size()); });
-      if (a != b) return false;
+      std::size_t sizes[64], n = 0;
+      bool same = true;
+      other.layers[i].visit([&](const std::string&, const auto& v) {
+        if (n < 64) sizes[n] = v.size();
+        ++n;
+      });
+      std::size_t m = 0;
+      layers[i].visit([&](const std::string&, const auto& v) {
+        if (m >= n || (m < 64 && sizes[m] != v.size())) same = false;
+        ++m;
+      });
+      if (!same || m != n) return false;
     }
     return true;
   }

@@ -1,9 +1,8 @@
 #pragma once
 // RWKV-4 time mixing (spec/v4.md (b), (d)). Stateless: weights only; the recurrent state is passed in.
-// One code path serves both forms: T = 1 rows is the RNN step (matrix-vector products), T > 1 the sequence
-// form (every projection one matrix product over the T rows, the WKV serial in time, exactly the reference's
-// per-token recurrence). Either form starts from whatever state it is given and leaves the state after the last
-// token, so calls can be chained and mixed freely.
+// One body serves every form (the RNN step, the sequence form, batched decoding), written against the backend's
+// ops (docs/backends.md); the WKV is serial in time, exactly the reference's per-token recurrence. Either form starts
+// from whatever state it is given and leaves the state after the last token, so calls can be chained and mixed freely.
 
 #include <algorithm>
 #include <cmath>
@@ -14,14 +13,13 @@
 
 #include <Eigen/Core>
 
+#include "rwkv/backend/cpu.hpp"
 #include "rwkv/core/backend.hpp"
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/precision.hpp"
-#include "rwkv/core/thread_pool.hpp"
 #include "rwkv/io/weight_reader.hpp"
-#include "rwkv/kernel/cpu/activation.hpp"
-#include "rwkv/kernel/cpu/linear.hpp"
-#include "rwkv/kernel/cpu/wkv4.hpp"
+#include "rwkv/model/row_mixer.hpp"
+#include "rwkv/model/row_states.hpp"
 #include "rwkv/v4/config.hpp"
 #include "rwkv/v4/init.hpp"
 
@@ -56,7 +54,9 @@ struct TimeMixState {
 };
 
 template <Precision P = f32, Backend B = cpu<>>
-class TimeMix {
+class TimeMix : public row_mixer<TimeMix<P, B>, TimeMixState> {
+  friend row_mixer<TimeMix, TimeMixState>;
+
  public:
   using precision_type = P;
   using backend_type = B;
@@ -81,10 +81,6 @@ class TimeMix {
     mix_k_ = r.vector(p + "time_mix_k", C);
     mix_v_ = r.vector(p + "time_mix_v", C);
     mix_r_ = r.vector(p + "time_mix_r", C);
-    for (auto [dst, src] : {std::pair{&rest_k_, &mix_k_}, {&rest_v_, &mix_v_}, {&rest_r_, &mix_r_}}) {
-      dst->resize(src->size());
-      for (std::size_t i = 0; i < src->size(); ++i) (*dst)[i] = 1.f - (*src)[i];
-    }
     decay_ = r.vector(p + "time_decay", A);  // w = −exp(time_decay), in float32 from the stored value
     for (auto& d : decay_) d = -std::exp(d);
     first_ = r.vector(p + "time_first", A);  // u, used raw (log space)
@@ -100,66 +96,28 @@ class TimeMix {
             std::vector<float>(A, initial_pp)};
   }
 
-  // x: T x C rows of ln1 output; out: T x C. ctx.pool (optional) runs the kernels in parallel.
-  void forward(const row_matrix& x, state_type& s, context& ctx, row_matrix& out) const {
-    using arch = typename B::arch;
-    using namespace kernel::cpu;
-    const auto T = x.rows();
-    const auto C = n_embd_;
-    const auto A = dim_att_;
-
-    // Token shift x·μ + prev·(1 − μ): μ multiplies the current token (spec/README.md §7, item 2).
-    row_matrix xk(T, C), xv(T, C), xr(T, C);
-    for (Eigen::Index t = 0; t < T; ++t) {
-      const float* cur = x.row(t).data();
-      const float* prev = t == 0 ? s.shift.data() : x.row(t - 1).data();
-      for (Eigen::Index c = 0; c < C; ++c) {
-        xk(t, c) = cur[c] * mix_k_[c] + prev[c] * rest_k_[c];
-        xv(t, c) = cur[c] * mix_v_[c] + prev[c] * rest_v_[c];
-        xr(t, c) = cur[c] * mix_r_[c] + prev[c] * rest_r_[c];
-      }
-    }
-
-    row_matrix r, k, v;
-    linear<arch>(receptance_, xr, r, ctx.pool);
-    linear<arch>(key_, xk, k, ctx.pool);
-    linear<arch>(value_, xv, v, ctx.pool);
-
-    // The recurrence: serial in time, independent per channel (blocks of channels run in parallel for
-    // sequences). Blocks are multiples of 16 channels, so every channel takes the same (vector or scalar) path
-    // of the kernel whatever the split: results do not depend on the pool.
-    row_matrix y(T, A);
-    auto run_channels = [&](std::int64_t b0, std::int64_t b1) {
-      const std::int64_t c0 = b0 * channel_block, c1 = std::min<std::int64_t>(A, b1 * channel_block);
-      const auto n = static_cast<std::size_t>(c1 - c0);
-      for (Eigen::Index t = 0; t < T; ++t) {
-        float* yt = y.row(t).data();
-        wkv4_step<arch>(n, decay_.data() + c0, first_.data() + c0, k.row(t).data() + c0, v.row(t).data() + c0,
-                        s.aa.data() + c0, s.bb.data() + c0, s.pp.data() + c0, yt + c0);
-        const float* rt = r.row(t).data();
-        for (std::int64_t c = c0; c < c1; ++c) yt[c] *= sigmoid(rt[c]);  // r ⊙ wkv
-      }
-    };
-    const std::int64_t blocks = (A + channel_block - 1) / channel_block;
-    if (T > 1)
-      parallel_for(ctx.pool, blocks, run_channels);
-    else
-      run_channels(0, blocks);
-    linear<arch>(output_, y, out, ctx.pool);
-
-    const float* last = x.row(T - 1).data();
-    s.shift.assign(last, last + C);
-  }
-
   std::int64_t n_embd() const noexcept { return n_embd_; }
   std::int64_t dim_att() const noexcept { return dim_att_; }
 
  private:
-  static constexpr std::int64_t channel_block = 16;
+  void run(const row_matrix& x, const row_states<state_type>& rows, context& ctx, row_matrix& out) const {
+    using O = ops<B>;
+    workspace::scope scope(ctx.ws());
+    const auto T = x.rows();
+    auto take = [&](std::int64_t cols) -> row_matrix& { return ctx.scratch(T, cols); };
+    // Token shift x·μ + prev·(1 − μ): μ multiplies the current token (spec/README.md §7, item 2).
+    row_matrix &xk = take(n_embd_), &xv = take(n_embd_), &xr = take(n_embd_);
+    O::shift(x, rows, &state_type::shift, lerp::current, {{mix_k_, xk}, {mix_v_, xv}, {mix_r_, xr}});
+    row_matrix &r = take(dim_att_), &k = take(dim_att_), &v = take(dim_att_), &y = take(dim_att_);
+    O::products(ctx, O::linear(receptance_, xr, r), O::linear(key_, xk, k), O::linear(value_, xv, v));
+    O::wkv4(ctx, rows, decay_, first_, r, k, v, y);  // y = σ(r) ⊙ wkv
+    O::products(ctx, O::linear(output_, y, out));
+    rows.store_last(x, &state_type::shift);
+  }
 
   std::int64_t n_embd_ = 0, dim_att_ = 0;
-  std::vector<float> mix_k_, mix_v_, mix_r_, rest_k_, rest_v_, rest_r_;  // μ and 1 − μ
-  std::vector<float> decay_, first_;                                     // w = −exp(time_decay), u = time_first
+  std::vector<float> mix_k_, mix_v_, mix_r_;  // μ
+  std::vector<float> decay_, first_;          // w = −exp(time_decay), u = time_first
   matrix<weight_type> key_, value_, receptance_, output_;
 };
 

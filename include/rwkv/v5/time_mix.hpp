@@ -1,7 +1,7 @@
 #pragma once
 // RWKV-5 time mixing, 5.0 / 5.1 / 5.2 in one class (spec/v5.md (b), (d)). Stateless: weights only; the recurrent
-// state is passed in. One code path serves both forms: T = 1 rows is the RNN step (matrix-vector products),
-// T > 1 the sequence form (every projection one matrix product over the T rows, the WKV serial in time).
+// state is passed in. One body serves every form (the RNN step, the sequence form, batched decoding), written
+// against the backend's ops (docs/backends.md).
 // The sub-versions differ only in data: the gate (absent in 5.0), the decay (one per head in 5.0/5.1, broadcast
 // to the head's N channels; one per channel in 5.2) and the bonus (exp(time_first) or raw time_faaaa).
 
@@ -12,15 +12,14 @@
 
 #include <Eigen/Core>
 
+#include "rwkv/backend/cpu.hpp"
 #include "rwkv/core/backend.hpp"
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/precision.hpp"
 #include "rwkv/io/weight_reader.hpp"
-#include "rwkv/kernel/cpu/activation.hpp"
-#include "rwkv/kernel/cpu/linear.hpp"
-#include "rwkv/kernel/cpu/norm.hpp"
-#include "rwkv/kernel/cpu/wkv5.hpp"
-#include "rwkv/kernel/cpu/wkv5_chunked.hpp"
+#include "rwkv/kernel/math.hpp"
+#include "rwkv/model/row_mixer.hpp"
+#include "rwkv/model/row_states.hpp"
 #include "rwkv/v5/config.hpp"
 #include "rwkv/v5/init.hpp"
 
@@ -62,7 +61,9 @@ inline std::vector<float> per_channel(io::weight_reader& r, const std::string& n
 }  // namespace detail
 
 template <Precision P = f32, Backend B = cpu<>, int HeadSize = 64>
-class TimeMix {
+class TimeMix : public row_mixer<TimeMix<P, B, HeadSize>, TimeMixState> {
+  friend row_mixer<TimeMix, TimeMixState>;
+
  public:
   using precision_type = P;
   using backend_type = B;
@@ -94,7 +95,7 @@ class TimeMix {
     mix_r_ = r.vector(p + "time_mix_r", C);
     // w = exp(-exp(time_decay)) in float32, one value per key channel.
     decay_ = detail::per_channel(r, p + "time_decay", H, N);
-    for (auto& d : decay_) d = std::exp(-std::exp(d));
+    for (auto& d : decay_) d = math::decay_5(d);
     // u: time_faaaa raw; time_first exp'd, unless the model names its bonus time_faaaa anywhere (spec/v5.md).
     const bool faaaa = r.has(p + "time_faaaa");
     bonus_ = detail::per_channel(r, p + (faaaa ? "time_faaaa" : "time_first"), H, N);
@@ -118,77 +119,38 @@ class TimeMix {
     return {std::vector<float>(static_cast<std::size_t>(cfg_.n_embd), 0.f), initial_wkv_};
   }
 
-  // x: T x C rows of ln1 output; out: T x C.
-  void forward(const row_matrix& x, state_type& s, context& ctx, row_matrix& out) const {
-    using arch = typename B::arch;
-    using namespace kernel::cpu;
-    const auto T = x.rows();
-    const auto C = cfg_.n_embd;
-    const auto A = cfg_.dim_att;
-    const auto H = cfg_.n_head;
-    constexpr int N = HeadSize;
-    const bool gated = cfg_.gate;
-
-    // Token shift, v4/v5 parameterization: x·μ + prev·(1 − μ).
-    row_matrix xk(T, C), xv(T, C), xr(T, C), xg(gated ? T : 0, C);
-    for (Eigen::Index t = 0; t < T; ++t) {
-      const float* cur = x.row(t).data();
-      const float* prev = t == 0 ? s.shift.data() : x.row(t - 1).data();
-      for (Eigen::Index c = 0; c < C; ++c) {
-        xk(t, c) = cur[c] * mix_k_[c] + prev[c] * (1.f - mix_k_[c]);
-        xv(t, c) = cur[c] * mix_v_[c] + prev[c] * (1.f - mix_v_[c]);
-        xr(t, c) = cur[c] * mix_r_[c] + prev[c] * (1.f - mix_r_[c]);
-        if (gated) xg(t, c) = cur[c] * mix_g_[c] + prev[c] * (1.f - mix_g_[c]);
-      }
-    }
-
-    row_matrix r, k, v, g;
-    linear<arch>(receptance_, xr, r);
-    linear<arch>(key_, xk, k);
-    linear<arch>(value_, xv, v);
-    if (gated) {
-      linear<arch>(gate_, xg, g);
-      g = g.unaryExpr([](float q) { return q * sigmoid(q); });
-    }
-
-    // The recurrence, independent per head (heads run in parallel for sequences): serial in time, or
-    // chunk-parallel when ctx.wkv_form asks for it.
-    const bool chunked = chunked_wkv(ctx.wkv_form, T, wkv5_chunked_min_tokens<arch>);
-    row_matrix y(T, A);
-    auto run_heads = [&](std::int64_t h0, std::int64_t h1) {
-      for (std::int64_t h = h0; h < h1; ++h) {
-        const Eigen::Index o = h * N;
-        float* S = s.wkv.data() + h * N * N;
-        if (chunked) {
-          wkv5_chunked<arch, N>(S, T, r.data() + o, k.data() + o, v.data() + o, A, decay_.data() + o, 0,
-                                bonus_.data() + o, y.data() + o, A);
-          continue;
-        }
-        for (Eigen::Index t = 0; t < T; ++t)
-          wkv5_step<arch, N>(S, r.row(t).data() + o, k.row(t).data() + o, v.row(t).data() + o, decay_.data() + o,
-                             bonus_.data() + o, y.row(t).data() + o);
-      }
-    };
-    if (T > 1)
-      parallel_for(ctx.pool, H, run_heads);
-    else
-      run_heads(0, H);
-
-    row_matrix yn(T, A);
-    for (Eigen::Index t = 0; t < T; ++t)
-      group_norm(y.row(t).data(), ln_x_w_.data(), ln_x_b_.data(), yn.row(t).data(), static_cast<std::size_t>(H), N,
-                 group_norm_eps);
-    if (gated) yn.array() *= g.array();
-    linear<arch>(output_, yn, out);
-
-    const float* last = x.row(T - 1).data();
-    s.shift.assign(last, last + C);
-  }
-
   const Config& cfg() const noexcept { return cfg_; }
   std::int64_t layer() const noexcept { return layer_; }
 
  private:
+  void run(const row_matrix& x, const row_states<state_type>& rows, context& ctx, row_matrix& out) const {
+    using O = ops<B>;
+    workspace::scope scope(ctx.ws());
+    const auto T = x.rows();
+    const auto C = cfg_.n_embd, A = cfg_.dim_att;
+    auto take = [&](std::int64_t rows_, std::int64_t cols) -> row_matrix& { return ctx.scratch(rows_, cols); };
+    const bool gated = cfg_.gate;
+
+    row_matrix &xk = take(T, C), &xv = take(T, C), &xr = take(T, C), &xg = take(gated ? T : 0, C);
+    row_matrix &r = take(T, A), &k = take(T, A), &v = take(T, A), &g = take(gated ? T : 0, A);
+    if (gated) {
+      O::shift(x, rows, &state_type::shift, lerp::current, {{mix_k_, xk}, {mix_v_, xv}, {mix_r_, xr}, {mix_g_, xg}});
+      O::products(ctx, O::linear(receptance_, xr, r), O::linear(key_, xk, k), O::linear(value_, xv, v),
+                  O::linear(gate_, xg, g));
+      O::map(g, [](float q) { return math::silu(q); });
+    } else {
+      O::shift(x, rows, &state_type::shift, lerp::current, {{mix_k_, xk}, {mix_v_, xv}, {mix_r_, xr}});
+      O::products(ctx, O::linear(receptance_, xr, r), O::linear(key_, xk, k), O::linear(value_, xv, v));
+    }
+
+    row_matrix &y = take(T, A), &yn = take(T, A);
+    O::template wkv5<HeadSize>(ctx, rows, r, k, v, decay_.data(), false, bonus_, y);
+    O::group_norm(y, ln_x_w_, ln_x_b_, HeadSize, group_norm_eps, yn);
+    if (gated) O::zip(yn, g, [](float a, float b) { return a * b; });
+    O::products(ctx, O::linear(output_, yn, out));
+    rows.store_last(x, &state_type::shift);
+  }
+
   Config cfg_;
   std::int64_t layer_ = 0;
   std::vector<float> mix_k_, mix_v_, mix_r_, mix_g_, decay_, bonus_, ln_x_w_, ln_x_b_, initial_wkv_;

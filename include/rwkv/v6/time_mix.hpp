@@ -1,8 +1,7 @@
 #pragma once
-// RWKV-6 time mixing (spec/v6.md (b), (d)). Stateless: weights only; the recurrent state is passed in. One code
-// path serves both forms: T = 1 rows is the RNN step (matrix-vector products), T > 1 the sequence form (every
-// projection and both LoRAs one matrix product over the T rows, the WKV serial in time). The WKV recurrence is
-// RWKV-5.2's with this token's data-dependent decay.
+// RWKV-6 time mixing (spec/v6.md (b), (d)). Stateless: weights only; the recurrent state is passed in. One body
+// serves every form (the RNN step, the sequence form, batched decoding), written against the backend's ops
+// (docs/backends.md). The WKV recurrence is RWKV-5.2's with this token's data-dependent decay.
 
 #include <cmath>
 #include <cstdint>
@@ -11,15 +10,14 @@
 
 #include <Eigen/Core>
 
+#include "rwkv/backend/cpu.hpp"
 #include "rwkv/core/backend.hpp"
 #include "rwkv/core/context.hpp"
 #include "rwkv/core/precision.hpp"
 #include "rwkv/io/weight_reader.hpp"
-#include "rwkv/kernel/cpu/activation.hpp"
-#include "rwkv/kernel/cpu/linear.hpp"
-#include "rwkv/kernel/cpu/norm.hpp"
-#include "rwkv/kernel/cpu/wkv5.hpp"
-#include "rwkv/kernel/cpu/wkv5_chunked.hpp"
+#include "rwkv/kernel/math.hpp"
+#include "rwkv/model/row_mixer.hpp"
+#include "rwkv/model/row_states.hpp"
 #include "rwkv/v5/config.hpp"
 #include "rwkv/v6/config.hpp"
 #include "rwkv/v6/init.hpp"
@@ -45,17 +43,10 @@ struct TimeMixState {
   }
 };
 
-namespace detail {
-
-// A LoRA factor stored (in, out), applied as X · M.
-inline Eigen::Map<const row_matrix> as_matrix(const float* p, std::int64_t rows, std::int64_t cols) {
-  return {p, rows, cols};
-}
-
-}  // namespace detail
-
 template <Precision P = f32, Backend B = cpu<>, int HeadSize = 64>
-class TimeMix {
+class TimeMix : public row_mixer<TimeMix<P, B, HeadSize>, TimeMixState> {
+  friend row_mixer<TimeMix, TimeMixState>;
+
  public:
   using precision_type = P;
   using backend_type = B;
@@ -109,91 +100,59 @@ class TimeMix {
     return {std::vector<float>(static_cast<std::size_t>(cfg_.n_embd), 0.f), initial_wkv_};
   }
 
-  // x: T x C rows of ln1 output; out: T x C.
-  void forward(const row_matrix& x, state_type& s, context& ctx, row_matrix& out) const {
-    using arch = typename B::arch;
-    using namespace kernel::cpu;
-    using detail::as_matrix;
-    const auto T = x.rows();
-    const auto C = cfg_.n_embd;
-    const auto A = cfg_.dim_att;
-    const auto H = cfg_.n_head;
-    const auto D = cfg_.d_mix;
-    constexpr int N = HeadSize;
-
-    // Data-dependent token shift (ddlerp), v6 parameterization x + (prev − x)·μ.
-    row_matrix delta(T, C), xx(T, C);
-    for (Eigen::Index t = 0; t < T; ++t) {
-      const float* cur = x.row(t).data();
-      const float* prev = t == 0 ? s.shift.data() : x.row(t - 1).data();
-      for (Eigen::Index c = 0; c < C; ++c) {
-        delta(t, c) = prev[c] - cur[c];
-        xx(t, c) = cur[c] + delta(t, c) * maa_x_[c];
-      }
-    }
-    const row_matrix z = (xx * as_matrix(maa_w1_.data(), C, 5 * D)).array().tanh().matrix();  // T x 5D
-    // Slots in the order w, k, v, r, g: x_j = x + δ ⊙ (μ_j + z[:, jD:(j+1)D] · M2[j]).
-    const std::vector<float>* mu[5] = {&maa_w_, &maa_k_, &maa_v_, &maa_r_, &maa_g_};
-    row_matrix xs[5];
-    for (int j = 0; j < 5; ++j) {
-      xs[j] = z.middleCols(j * D, D) * as_matrix(maa_w2_.data() + j * D * C, D, C);
-      const auto& m = *mu[j];
-      for (Eigen::Index t = 0; t < T; ++t)
-        for (Eigen::Index c = 0; c < C; ++c) xs[j](t, c) = x(t, c) + delta(t, c) * (m[c] + xs[j](t, c));
-    }
-    const row_matrix &xw = xs[0], &xk = xs[1], &xv = xs[2], &xr = xs[3], &xg = xs[4];
-
-    row_matrix r, k, v, g;
-    linear<arch>(receptance_, xr, r);
-    linear<arch>(key_, xk, k);
-    linear<arch>(value_, xv, v);
-    linear<arch>(gate_, xg, g);
-    g = g.unaryExpr([](float q) { return q * sigmoid(q); });
-
-    // Per-token decay w = exp(-exp(time_decay + tanh(x_w · Wd1) · Wd2)), float32.
-    row_matrix w = (xw * as_matrix(decay_w1_.data(), C, cfg_.d_decay)).array().tanh().matrix() *
-                   as_matrix(decay_w2_.data(), cfg_.d_decay, A);
-    for (Eigen::Index t = 0; t < T; ++t)
-      for (Eigen::Index c = 0; c < A; ++c) w(t, c) = std::exp(-std::exp(decay_[c] + w(t, c)));
-
-    // The recurrence, independent per head (heads run in parallel for sequences): serial in time, or
-    // chunk-parallel when ctx.wkv_form asks for it.
-    const bool chunked = chunked_wkv(ctx.wkv_form, T, wkv5_chunked_min_tokens<arch>);
-    row_matrix y(T, A);
-    auto run_heads = [&](std::int64_t h0, std::int64_t h1) {
-      for (std::int64_t h = h0; h < h1; ++h) {
-        const Eigen::Index o = h * N;
-        float* S = s.wkv.data() + h * N * N;
-        if (chunked) {
-          wkv5_chunked<arch, N>(S, T, r.data() + o, k.data() + o, v.data() + o, A, w.data() + o, A, bonus_.data() + o,
-                                y.data() + o, A);
-          continue;
-        }
-        for (Eigen::Index t = 0; t < T; ++t)
-          wkv5_step<arch, N>(S, r.row(t).data() + o, k.row(t).data() + o, v.row(t).data() + o, w.row(t).data() + o,
-                             bonus_.data() + o, y.row(t).data() + o);
-      }
-    };
-    if (T > 1)
-      parallel_for(ctx.pool, H, run_heads);
-    else
-      run_heads(0, H);
-
-    row_matrix yn(T, A);
-    for (Eigen::Index t = 0; t < T; ++t)
-      group_norm(y.row(t).data(), ln_x_w_.data(), ln_x_b_.data(), yn.row(t).data(), static_cast<std::size_t>(H), N,
-                 group_norm_eps);
-    yn.array() *= g.array();
-    linear<arch>(output_, yn, out);
-
-    const float* last = x.row(T - 1).data();
-    s.shift.assign(last, last + C);
-  }
-
   const Config& cfg() const noexcept { return cfg_; }
   std::int64_t layer() const noexcept { return layer_; }
 
  private:
+  void run(const row_matrix& x, const row_states<state_type>& rows, context& ctx, row_matrix& out) const {
+    using O = ops<B>;
+    workspace::scope scope(ctx.ws());
+    const auto T = x.rows();
+    const auto C = cfg_.n_embd, A = cfg_.dim_att, D = cfg_.d_mix;
+    auto take = [&](std::int64_t cols) -> row_matrix& { return ctx.scratch(T, cols); };
+
+    // Data-dependent token shift (ddlerp): δ = prev − x, z = tanh((x + δ·μ_x)·M1), then for the slots w, k, v, r, g
+    // x_j = x + δ ⊙ (μ_j + z[:, jD:(j+1)D]·M2[j]).
+    row_matrix &delta = take(C), &xx = take(C), &zz = take(5 * D);
+    O::shift_delta(x, rows, &state_type::shift, delta);
+    xx = x + delta.cwiseProduct(Eigen::Map<const Eigen::RowVectorXf>(maa_x_.data(), C).replicate(T, 1));
+    O::products(ctx, O::lora(maa_w1_, C, 5 * D, xx, zz));
+    O::map(zz, [](float q) { return tanhf(q); });
+    row_matrix &xw = take(C), &xk = take(C), &xv = take(C), &xr = take(C), &xg = take(C);
+    row_matrix* xs[5] = {&xw, &xk, &xv, &xr, &xg};
+    const std::vector<float>* mu[5] = {&maa_w_, &maa_k_, &maa_v_, &maa_r_, &maa_g_};
+    O::products(ctx, lora_slot(zz, 0, xw), lora_slot(zz, 1, xk), lora_slot(zz, 2, xv), lora_slot(zz, 3, xr),
+                lora_slot(zz, 4, xg));
+    for (int j = 0; j < 5; ++j) {
+      const float* m = mu[j]->data();
+      row_matrix& o = *xs[j];
+      for (Eigen::Index t = 0; t < T; ++t)
+        for (Eigen::Index c = 0; c < C; ++c) o(t, c) = x(t, c) + delta(t, c) * (m[c] + o(t, c));
+    }
+
+    // Projections and the decay branch's first half; then w = exp(-exp(time_decay + tanh(x_w·Wd1)·Wd2)).
+    row_matrix &r = take(A), &k = take(A), &v = take(A), &g = take(A), &hd = take(cfg_.d_decay), &w = take(A);
+    O::products(ctx, O::linear(receptance_, xr, r), O::linear(key_, xk, k), O::linear(value_, xv, v),
+                O::linear(gate_, xg, g), O::lora(decay_w1_, C, cfg_.d_decay, xw, hd));
+    O::map(g, [](float q) { return math::silu(q); });
+    O::map(hd, [](float q) { return tanhf(q); });
+    O::products(ctx, O::lora(decay_w2_, cfg_.d_decay, A, hd, w));
+    O::zip_channels(w, decay_, [](float lora, float d) { return math::decay_5(d + lora); });
+
+    row_matrix &y = take(A), &yn = take(A);
+    O::template wkv5<HeadSize>(ctx, rows, r, k, v, w.data(), true, bonus_, y);
+    O::group_norm(y, ln_x_w_, ln_x_b_, HeadSize, group_norm_eps, yn);
+    O::zip(yn, g, [](float a, float b) { return a * b; });
+    O::products(ctx, O::linear(output_, yn, out));
+    rows.store_last(x, &state_type::shift);
+  }
+
+  // Slot j of the ddlerp's second half: z[:, jD:(j+1)D] · M2[j].
+  typename ops<B>::lora_product lora_slot(const row_matrix& zz, int j, row_matrix& out) const {
+    const auto D = cfg_.d_mix, C = cfg_.n_embd;
+    return {maa_w2_.data() + j * D * C, D, C, zz, j * D, out};
+  }
+
   Config cfg_;
   std::int64_t layer_ = 0;
   std::vector<float> maa_x_, maa_w_, maa_k_, maa_v_, maa_r_, maa_g_, decay_, bonus_, ln_x_w_, ln_x_b_, initial_wkv_;

@@ -1,9 +1,9 @@
 #pragma once
 
-#include <cmath>
+#include "rwkv/kernel/math.hpp"
 
 namespace rwkv::kernel::cpu {
 
-inline float sigmoid(float x) noexcept { return 1.f / (1.f + std::exp(-x)); }
+using math::sigmoid;
 
 }  // namespace rwkv::kernel::cpu

@@ -312,19 +312,26 @@ struct weight_access<Q> {
   template <class Arch>
   class row_dot {
    public:
-    row_dot(const matrix<Q>& w, const float* x)
-        : w_(w),
-          blocks_(static_cast<std::size_t>(w.blocks_per_row())),
-          scale_(detail::padded_scales(blocks_)),
-          min_(Q::has_min ? detail::padded_scales(blocks_) : 0) {
+    row_dot(const matrix<Q>& w, const float* x) : w_(w), blocks_(static_cast<std::size_t>(w.blocks_per_row())) {
+      // Per-thread buffers that only grow: a decode step allocates nothing after the first (one row_dot is alive
+      // per thread at a time: matvec_rows runs them one after another).
+      auto& buf = scratch();
+      const std::size_t padded = detail::padded_scales(blocks_);
+      for (auto* v : {&buf.scale, &buf.min})
+        if (v->size() < padded) v->resize(padded, 0.f);
+      scale_ = buf.scale.data();
+      min_ = buf.min.data();
       if (w.padded_cols() != w.cols()) {  // padding codes meet zeros, so they add nothing
-        xpad_.assign(static_cast<std::size_t>(w.padded_cols()), 0.f);
-        std::copy(x, x + w.cols(), xpad_.begin());
-        x = xpad_.data();
+        if (buf.xpad.size() < static_cast<std::size_t>(w.padded_cols()))
+          buf.xpad.resize(static_cast<std::size_t>(w.padded_cols()));
+        std::fill(buf.xpad.begin(), buf.xpad.end(), 0.f);
+        std::copy(x, x + w.cols(), buf.xpad.begin());
+        x = buf.xpad.data();
       }
       x_ = x;
       if constexpr (Q::has_min) {
-        xsum_.resize(blocks_);
+        if (buf.xsum.size() < blocks_) buf.xsum.resize(blocks_);
+        xsum_ = buf.xsum.data();
         for (std::size_t b = 0; b < blocks_; ++b) {
           float s = 0.f;
           for (std::size_t j = 0; j < Q::block_size; ++j) s += x[b * Q::block_size + j];
@@ -336,7 +343,7 @@ struct weight_access<Q> {
     float operator()(std::int64_t r) noexcept {
       using B = fbatch<Arch>;
       constexpr std::size_t bytes = Q::block_bytes, n = Q::block_size;
-      detail::decode_scales<Arch>(w_.scales(r), scale_.data(), blocks_);
+      detail::decode_scales<Arch>(w_.scales(r), scale_, blocks_);
       const std::uint8_t* c = w_.codes(r);
       B acc0(0.f), acc1(0.f);
       std::size_t b = 0;
@@ -347,17 +354,25 @@ struct weight_access<Q> {
       if (b < blocks_) acc0 = xsimd::fma(detail::block_dot<Q, Arch>(c + b * bytes, x_ + b * n), B(scale_[b]), acc0);
       float s = reduce_sum<Arch>(acc0 + acc1);
       if constexpr (Q::has_min) {
-        detail::decode_scales<Arch>(w_.mins(r), min_.data(), blocks_);
-        s += dot<Arch>(min_.data(), xsum_.data(), blocks_);
+        detail::decode_scales<Arch>(w_.mins(r), min_, blocks_);
+        s += dot<Arch>(min_, xsum_, blocks_);
       }
       return s;
     }
 
    private:
+    struct buffers {
+      std::vector<float> xpad, xsum, scale, min;
+    };
+    static buffers& scratch() {
+      thread_local buffers b;
+      return b;
+    }
+
     const matrix<Q>& w_;
     std::size_t blocks_;
     const float* x_ = nullptr;
-    std::vector<float> xpad_, xsum_, scale_, min_;
+    float *xsum_ = nullptr, *scale_ = nullptr, *min_ = nullptr;
   };
 
   static void decode_rows(const matrix<Q>& w, std::int64_t r0, std::int64_t nr, float* out) {
@@ -460,7 +475,9 @@ void matmul_rows(const matrix<T>& w, const row_matrix& x, row_matrix& y, std::in
   } else {
     // Widen a panel of rows at a time so the f32 copy stays in cache, then one GEMM per panel.
     const std::int64_t panel = std::max<std::int64_t>(16, (1 << 16) / std::max<std::int64_t>(1, w.cols()));
-    std::vector<float> buf(static_cast<std::size_t>(std::min(panel, r1 - r0) * w.cols()));
+    thread_local std::vector<float> buf;  // grows only: repeated calls allocate nothing
+    const auto need = static_cast<std::size_t>(std::min(panel, r1 - r0) * w.cols());
+    if (buf.size() < need) buf.resize(need);
     for (std::int64_t p0 = r0; p0 < r1; p0 += panel) {
       const std::int64_t nr = std::min(panel, r1 - p0);
       weight_access<T>::decode_rows(w, p0, nr, buf.data());
