@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <rwkv/any_model.hpp>
+#include <rwkv/core/memory.hpp>
 #include <rwkv/generate.hpp>
 #include <rwkv/quantize.hpp>
 #include <rwkv/random_checkpoint.hpp>
@@ -44,16 +45,21 @@ constexpr const char* usage_text = R"(usage:
   rwkv-cli quantize MODEL --to q8|q4 --out OUT.safetensors
   rwkv-cli make-random --version 4|5.2|6|7 --layers L --embd C --vocab V [--head-size N] [--dtype f32|bf16|f16]
                        --seed S --out PATH
-  rwkv-cli bench MODEL [--prompt N] [--decode N] [--threads N] [--precision P] [--runs R]   (one JSON line)
+  rwkv-cli bench MODEL [--prompt N] [--decode N] [--threads N] [--precision P] [--runs R] [--memory M]
+                 (one JSON line)
   rwkv-cli tokenize [--vocab PATH] --file F       token ids of the file's bytes, comma-separated
   rwkv-cli detokenize [--vocab PATH] --tokens 1,2,3
 
 SAMPLING: [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--presence A] [--frequency A]
-          [--penalty-decay D] [--seed S] [--precision P] [--threads N] [--vocab PATH]
+          [--penalty-decay D] [--seed S] [--precision P] [--threads N] [--vocab PATH] [--memory M]
 
 MODEL is an RWKV-4, 5.x, 6 or 7 checkpoint: safetensors, PyTorch .pth or rwkv.cpp .bin, recognised by content.
 P is the weight storage: f32, bf16, f16, q8 or q4; arithmetic and the state are always float32. The default is
 f32, or for a file written by `quantize` its own format (q8/q4 blocks load as they are; f32/bf16/f16 dequantize).
+M is where the weights live: huge-pages (the default of generate, chat and bench: copied into anonymous memory
+with transparent huge pages, the fastest to decode from), locked (the same, mlock'ed: never swapped or evicted),
+or mapped (the default of logits: zero-copy views of the file where the dtype matches; fastest load, least
+memory, but decoding slows down when the kernel evicts and re-reads the file's pages).
 generate and chat default to the tiny RWKV-7 model bundled in the source tree.
 )";
 
@@ -119,6 +125,19 @@ std::vector<std::int32_t> parse_tokens(const std::string& s) {
   return out;
 }
 
+// --memory (see usage_text); `fallback` where it is not given.
+rwkv::io::load_options memory_options(const args& a, const char* fallback) {
+  const std::string m = a.get("--memory").value_or(fallback);
+  rwkv::io::load_options o;
+  if (m == "huge-pages" || m == "locked") {
+    o.huge_pages = true;
+    o.mlock = m == "locked";
+  } else if (m != "mapped") {
+    throw usage_error("--memory must be mapped, huge-pages or locked");
+  }
+  return o;
+}
+
 // --precision, or by default f32; a file written by `quantize` defaults to its own format (f32 would dequantize
 // every matrix into four to eight times the memory).
 rwkv::storage_choice precision_for(const args& a, const std::string& path) {
@@ -136,7 +155,7 @@ rwkv::storage_choice precision_for(const args& a, const std::string& path) {
 int cmd_info(int argc, char** argv) {
   args a(argc, argv, {});
   if (a.positional.size() != 1) throw usage_error("info takes exactly one MODEL");
-  const auto m = rwkv::any_model::load(a.positional[0], precision_for(a, a.positional[0]));
+  const auto m = rwkv::any_model::load(a.positional[0], precision_for(a, a.positional[0]), memory_options(a, "mapped"));
   const auto& i = m.info();
   std::cout << "version: " << i.version << "\n"
             << "n_layer: " << i.n_layer << "\n"
@@ -152,7 +171,8 @@ int cmd_info(int argc, char** argv) {
 }
 
 int cmd_logits(int argc, char** argv) {
-  args a(argc, argv, {"--tokens", "--mode", "--out", "--precision", "--threads", "--state-in", "--state-out"});
+  args a(argc, argv,
+         {"--tokens", "--mode", "--out", "--precision", "--threads", "--state-in", "--state-out", "--memory"});
   if (a.positional.size() != 1) throw usage_error("logits takes exactly one MODEL");
   const auto tokens_arg = a.get("--tokens");
   const auto out = a.get("--out");
@@ -161,7 +181,7 @@ int cmd_logits(int argc, char** argv) {
   const auto mode = a.get("--mode").value_or("step");
   if (mode != "step" && mode != "sequence") throw usage_error("--mode must be step or sequence");
   const auto tokens = parse_tokens(*tokens_arg);
-  const auto m = rwkv::any_model::load(a.positional[0], precision_for(a, a.positional[0]));
+  const auto m = rwkv::any_model::load(a.positional[0], precision_for(a, a.positional[0]), memory_options(a, "mapped"));
   const auto V = m.info().vocab;
   rwkv::thread_pool pool(parse_threads(a));
   std::vector<float> logits;
@@ -194,9 +214,9 @@ int with_tokenizer(std::int64_t vocab, const args& a, const std::string& model_p
                     model_path);
 }
 
-const std::set<std::string> sampling_options = {"--max-tokens", "--temperature", "--top-p",        "--top-k",
-                                                "--seed",       "--precision",   "--threads",      "--vocab",
-                                                "--presence",   "--frequency",   "--penalty-decay"};
+const std::set<std::string> sampling_options = {"--max-tokens", "--temperature", "--top-p",         "--top-k",
+                                                "--seed",       "--precision",   "--threads",       "--vocab",
+                                                "--presence",   "--frequency",   "--penalty-decay", "--memory"};
 
 rwkv::generation_params parse_generation(const args& a, int default_tokens) {
   rwkv::generation_params g;
@@ -217,7 +237,7 @@ int cmd_generate(int argc, char** argv) {
   args a(argc, argv, known);
   if (a.positional.size() > 1) throw usage_error("generate takes at most one MODEL");
   const std::string path = a.positional.empty() ? std::string(RWKV_DEFAULT_MODEL) : a.positional[0];
-  const auto m = rwkv::any_model::load(path, precision_for(a, path));
+  const auto m = rwkv::any_model::load(path, precision_for(a, path), memory_options(a, "huge-pages"));
   const std::string prompt = a.get("--prompt").value_or("\n");
   if (prompt.empty()) throw usage_error("--prompt must not be empty");
   const auto params = parse_generation(a, 200);
@@ -239,7 +259,7 @@ int cmd_chat(int argc, char** argv) {
   args a(argc, argv, sampling_options);
   if (a.positional.size() > 1) throw usage_error("chat takes at most one MODEL");
   const std::string path = a.positional.empty() ? std::string(RWKV_DEFAULT_MODEL) : a.positional[0];
-  const auto m = rwkv::any_model::load(path, precision_for(a, path));
+  const auto m = rwkv::any_model::load(path, precision_for(a, path), memory_options(a, "huge-pages"));
   auto params = parse_generation(a, 300);
   params.stop_strings = {"\n\nUser:", "\n\n"};
   rwkv::thread_pool pool(parse_threads(a));
@@ -352,33 +372,43 @@ int cmd_make_random(int argc, char** argv) {
   return 0;
 }
 
-// Read bandwidth of this machine with the pool's threads: the best of `passes` sums over `buf` (GB/s). The buffer
-// is far larger than the caches, so this is what streaming weights from memory can reach.
-double measure_read_bandwidth(rwkv::thread_pool& pool, const std::vector<float>& buf, int passes) {
-  const auto n = static_cast<std::int64_t>(buf.size());
+// Read bandwidth of this machine with the pool's threads over `mem` (written first, so every page is resident):
+// the best of `passes` sums, GB/s. Each thread streams its contiguous share with 8 independent vector
+// accumulators (128 partial sums with AVX-512, 64 with AVX2), enough loads in flight to saturate memory, so the
+// probe reads as fast as the machine can and the roofline fraction is not flattered. The region is far larger
+// than the caches; its page size (4 KiB or 2 MiB) is chosen by the caller to match the weights'.
+double measure_read_bandwidth(rwkv::thread_pool& pool, const rwkv::anonymous_memory& mem, int passes) {
+  using batch = xsimd::batch<float>;
+  constexpr auto W = static_cast<std::int64_t>(batch::size);
+  const auto* data = reinterpret_cast<const float*>(mem.data());
+  const auto n = static_cast<std::int64_t>(mem.size() / sizeof(float)) / (8 * W) * (8 * W);
   double best = 0;
+  std::vector<float> partial(pool.size(), 0.f);
   for (int pass = 0; pass < passes; ++pass) {
-    std::vector<float> partial(pool.size(), 0.f);
     std::atomic<unsigned> slot{0};
     const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(n, [&](std::int64_t b, std::int64_t e) {
-      using batch = xsimd::batch<float>;
-      constexpr auto W = static_cast<std::int64_t>(batch::size);
-      batch acc0(0.f), acc1(0.f), acc2(0.f), acc3(0.f);
-      for (std::int64_t i = b; i + 4 * W <= e; i += 4 * W) {
-        acc0 += batch::load_unaligned(buf.data() + i);
-        acc1 += batch::load_unaligned(buf.data() + i + W);
-        acc2 += batch::load_unaligned(buf.data() + i + 2 * W);
-        acc3 += batch::load_unaligned(buf.data() + i + 3 * W);
-      }
-      partial[slot++] = rwkv::kernel::cpu::reduce_sum<xsimd::default_arch>((acc0 + acc1) + (acc2 + acc3));
+    pool.parallel_for(n / (8 * W), [&](std::int64_t b, std::int64_t e) {
+      batch acc[8];
+      for (auto& x : acc) x = batch(0.f);
+      for (std::int64_t i = b * 8 * W; i < e * 8 * W; i += 8 * W)
+        for (int j = 0; j < 8; ++j) acc[j] += batch::load_aligned(data + i + j * W);
+      batch sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      partial[slot++ % partial.size()] = rwkv::kernel::cpu::reduce_sum<xsimd::default_arch>(sum);
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     volatile float sink = partial[0];
     (void)sink;
-    best = std::max(best, static_cast<double>(buf.size() * sizeof(float)) / s / 1e9);
+    best = std::max(best, static_cast<double>(n) * sizeof(float) / s / 1e9);
   }
   return best;
+}
+
+// A 512 MiB probe region with the given page size, every page written (resident).
+rwkv::anonymous_memory probe_memory(rwkv::page_size pages) {
+  rwkv::anonymous_memory mem(std::size_t{512} << 20, pages);
+  auto* f = reinterpret_cast<float*>(mem.data());
+  for (std::size_t i = 0; i < mem.size() / sizeof(float); ++i) f[i] = 1.f;
+  return mem;
 }
 
 double median(std::vector<double> v) {
@@ -424,7 +454,7 @@ double bytes_per_weight(rwkv::storage_choice s) {
 // has in memory). The machine's bandwidth drifts (shared hosts), so decode runs in rounds, each followed by a
 // bandwidth probe, and the fraction is the median over rounds of each round's own ratio.
 int cmd_bench(int argc, char** argv) {
-  args a(argc, argv, {"--prompt", "--decode", "--threads", "--precision", "--runs"});
+  args a(argc, argv, {"--prompt", "--decode", "--threads", "--precision", "--runs", "--memory"});
   if (a.positional.size() != 1) throw usage_error("bench takes exactly one MODEL");
   const auto prompt_len = parse_number<int>(a.get("--prompt").value_or("512"), "--prompt");
   const auto decode_len = parse_number<int>(a.get("--decode").value_or("64"), "--decode");
@@ -437,7 +467,8 @@ int cmd_bench(int argc, char** argv) {
   auto seconds = [](clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); };
 
   const auto t_load = clock::now();
-  const auto m = rwkv::any_model::load(a.positional[0], storage);
+  const auto options = memory_options(a, "huge-pages");
+  const auto m = rwkv::any_model::load(a.positional[0], storage, options);
   const double load_s = seconds(t_load);
   const auto& info = m.info();
 
@@ -467,29 +498,41 @@ int cmd_bench(int argc, char** argv) {
     }
     return 1.0 / median(step_times);
   };
-  std::vector<double> decode_rates, bandwidths, fractions;
+  // Probes with small and huge pages after each decode round; the roofline is against the probe whose pages are
+  // those of the weights (huge with --memory huge-pages or locked, small when mapped).
+  std::vector<double> decode_rates, bw_small, bw_huge, frac_small, frac_huge;
   decode_rates.push_back(decode_round());
   rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);  // before the bandwidth probe's buffer
-  const std::vector<float> probe((512u << 20) / sizeof(float), 1.f);
+  ::getrusage(RUSAGE_SELF, &usage);  // before the probes' memory
+  const auto small = probe_memory(rwkv::page_size::small), huge = probe_memory(rwkv::page_size::huge);
   for (int r = 0; r < runs; ++r) {
     if (r > 0) decode_rates.push_back(decode_round());
-    bandwidths.push_back(measure_read_bandwidth(pool, probe, 3));
-    fractions.push_back(decode_rates.back() / (bandwidths.back() * 1e9 / weight_bytes));
+    bw_small.push_back(measure_read_bandwidth(pool, small, 3));
+    bw_huge.push_back(measure_read_bandwidth(pool, huge, 3));
+    frac_small.push_back(decode_rates.back() / (bw_small.back() * 1e9 / weight_bytes));
+    frac_huge.push_back(decode_rates.back() / (bw_huge.back() * 1e9 / weight_bytes));
   }
-  const double bandwidth = median(bandwidths);
+  const bool huge_weights = options.huge_pages;
+  const double bandwidth = median(huge_weights ? bw_huge : bw_small);
+  const double fraction = median(huge_weights ? frac_huge : frac_small);
 
   std::printf(
       "{\"model\": \"%s\", \"version\": \"%s\", \"n_layer\": %lld, \"n_embd\": %lld, \"vocab\": %lld, "
-      "\"precision\": \"%s\", \"threads\": %u, \"isa\": \"%s\", \"load_s\": %.3f, \"prefill_tokens\": %d, "
-      "\"prefill_tok_s\": %.1f, \"decode_tokens\": %d, \"decode_rounds\": %d, \"decode_tok_s\": %.2f, "
-      "\"weight_mb_per_token\": %.1f, \"read_bandwidth_gb_s\": %.1f, \"decode_roofline_tok_s\": %.2f, "
-      "\"roofline_fraction\": %.3f, \"peak_rss_mib\": %.1f}\n",
+      "\"precision\": \"%s\", \"threads\": %u, \"isa\": \"%s\", \"memory\": \"%s\", \"load_s\": %.3f, "
+      "\"prefill_tokens\": %d, \"prefill_tok_s\": %.1f, \"decode_tokens\": %d, \"decode_rounds\": %d, "
+      "\"decode_tok_s\": %.2f, \"weight_mb_per_token\": %.1f, \"read_bandwidth_gb_s\": %.1f, "
+      "\"read_bandwidth_4k_gb_s\": %.1f, \"read_bandwidth_hugepage_gb_s\": %.1f, \"decode_roofline_tok_s\": %.2f, "
+      "\"roofline_fraction\": %.3f, \"roofline_fraction_4k\": %.3f, \"roofline_fraction_hugepage\": %.3f, "
+      "\"peak_rss_mib\": %.1f}\n",
       a.positional[0].c_str(), info.version.c_str(), static_cast<long long>(info.n_layer),
       static_cast<long long>(info.n_embd), static_cast<long long>(info.vocab), precision.c_str(), pool.size(),
-      xsimd::default_arch::name(), load_s, prompt_len, median(prefill_rates), decode_len, runs, median(decode_rates),
-      weight_bytes / 1e6, bandwidth, bandwidth * 1e9 / weight_bytes, median(fractions),
-      static_cast<double>(usage.ru_maxrss) / 1024.0);
+      xsimd::default_arch::name(),
+      options.mlock  ? "locked"
+      : huge_weights ? "huge-pages"
+                     : "mapped",
+      load_s, prompt_len, median(prefill_rates), decode_len, runs, median(decode_rates), weight_bytes / 1e6, bandwidth,
+      median(bw_small), median(bw_huge), bandwidth * 1e9 / weight_bytes, fraction, median(frac_small),
+      median(frac_huge), static_cast<double>(usage.ru_maxrss) / 1024.0);
   return 0;
 }
 

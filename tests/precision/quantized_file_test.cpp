@@ -431,3 +431,43 @@ BOOST_AUTO_TEST_CASE(float_precision_is_not_a_quantization_target) {
       [&] { quantize_checkpoint(data_path("v7-dev.model.safetensors"), temp("f.safetensors"), storage_choice::bf16); },
       data_path("v7-dev.model.safetensors"), "", {"q8 or q4"});
 }
+
+namespace {
+
+// load_options::huge_pages copies every weight matrix into anonymous memory (core/memory.hpp): the same values,
+// so the same logits bit for bit, for every storage type, pre-quantized files included.
+BOOST_AUTO_TEST_CASE(huge_page_weights_give_identical_logits) {
+  const auto tokens = english_bytes(24);
+  const std::vector<std::pair<std::string, storage_choice>> cases = {
+      {data_path("v7-dev.model.safetensors"), storage_choice::f32},
+      {data_path("v7-dev.model.safetensors"), storage_choice::bf16},
+      {data_path("v7-dev.model.bf16.safetensors"), storage_choice::bf16},  // zero-copy when mapped
+      {data_path("v7-dev.model.safetensors"), storage_choice::q4},
+      {quantized("v7-dev.model.safetensors", storage_choice::q8), storage_choice::q8},  // blocks in the file
+      {data_path("v5.2-dev.model.safetensors"), storage_choice::f16},
+  };
+  for (const auto& [path, storage] : cases) {
+    const auto mapped = any_model::load(path, storage);
+    const auto huge = any_model::load(path, storage, io::load_options{.huge_pages = true});
+    auto a = mapped.make_state(), b = huge.make_state();
+    BOOST_TEST(mapped.prefill(tokens, a) == huge.prefill(tokens, b), path);
+    BOOST_TEST(mapped.step(7, a) == huge.step(7, b), path);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(huge_page_weights_are_copies_in_aligned_memory) {
+  const auto c = io::open_checkpoint(data_path("v7-dev.model.bf16.safetensors"));
+  const io::weight_reader probe(c.path, c.tensors, c.owner);
+  const auto& emb = probe.peek("emb.weight");
+  const auto rows = emb.shape.at(0), cols = emb.shape.at(1);
+  io::weight_reader mapped(c.path, c.tensors, c.owner);
+  io::weight_reader huge(c.path, c.tensors, c.owner, io::load_options{.huge_pages = true});
+  const auto m = mapped.weight<bf16>("emb.weight", rows, cols);
+  const auto h = huge.weight<bf16>("emb.weight", rows, cols);
+  BOOST_TEST(reinterpret_cast<const std::byte*>(m.data()) == emb.data);  // the file, zero-copy
+  BOOST_TEST(reinterpret_cast<const std::byte*>(h.data()) != emb.data);  // a copy
+  BOOST_TEST(reinterpret_cast<std::uintptr_t>(h.data()) % 64 == 0);
+  BOOST_TEST(std::memcmp(h.data(), m.data(), m.bytes()) == 0);
+}
+
+}  // namespace

@@ -305,6 +305,15 @@ BOOST_AUTO_TEST_CASE(quantize_round_trip) {
   const auto b = run("bench " + tiny.string() + " --prompt 4 --decode 2 --runs 1");
   BOOST_REQUIRE_MESSAGE(b.code == 0, b.err);
   BOOST_CHECK_MESSAGE(b.out.find("\"precision\": \"q8\"") != std::string::npos, b.out);
+  // Weights in huge pages by default; the roofline against probes with both page sizes.
+  for (const char* key :
+       {"\"memory\": \"huge-pages\"", "\"read_bandwidth_4k_gb_s\"", "\"read_bandwidth_hugepage_gb_s\"",
+        "\"roofline_fraction_4k\"", "\"roofline_fraction_hugepage\""})
+    BOOST_CHECK_MESSAGE(b.out.find(key) != std::string::npos, key << " missing from " << b.out);
+  const auto mapped = run("bench " + tiny.string() + " --prompt 4 --decode 2 --runs 1 --memory mapped");
+  BOOST_REQUIRE_MESSAGE(mapped.code == 0, mapped.err);
+  BOOST_CHECK_MESSAGE(mapped.out.find("\"memory\": \"mapped\"") != std::string::npos, mapped.out);
+  BOOST_CHECK_EQUAL(run("bench " + tiny.string() + " --memory swap").code, 2);  // a usage error
   // convert dequantizes: its F32 file gives the logits of the quantized file loaded as f32.
   const auto f32 = temp_file("tiny.dequantized.safetensors");
   BOOST_REQUIRE_EQUAL(run("convert " + tiny.string() + " --out " + f32.string()).code, 0);
