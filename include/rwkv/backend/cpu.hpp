@@ -22,6 +22,7 @@
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/core/thread_pool.hpp"
 #include "rwkv/kernel/cpu/linear.hpp"
+#include "rwkv/kernel/cpu/norm.hpp"
 #include "rwkv/kernel/cpu/wkv4.hpp"
 #include "rwkv/kernel/cpu/wkv5.hpp"
 #include "rwkv/kernel/cpu/wkv5_chunked.hpp"
@@ -165,9 +166,8 @@ struct ops<cpu<Arch>> {
                          std::int64_t size, float eps, row_matrix& out) {
     out.resize(x.rows(), x.cols());
     for (Eigen::Index t = 0; t < x.rows(); ++t)
-      for (Eigen::Index o = 0; o < x.cols(); o += size)
-        math::layer_norm(x.row(t).data() + o, w.data() + o, b.data() + o, out.row(t).data() + o,
-                         static_cast<std::size_t>(size), eps);
+      kernel::cpu::group_norm(x.row(t).data(), w.data(), b.data(), out.row(t).data(),
+                              static_cast<std::size_t>(x.cols() / size), static_cast<std::size_t>(size), eps);
   }
 
   // ---- WKV stages ----------------------------------------------------------------------------------------------

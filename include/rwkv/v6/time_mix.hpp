@@ -115,7 +115,7 @@ class TimeMix : public row_mixer<TimeMix<P, B, HeadSize>, TimeMixState> {
     // x_j = x + δ ⊙ (μ_j + z[:, jD:(j+1)D]·M2[j]).
     row_matrix &delta = take(C), &xx = take(C), &zz = take(5 * D);
     O::shift_delta(x, rows, &state_type::shift, delta);
-    xx = x + delta.cwiseProduct(Eigen::Map<const Eigen::RowVectorXf>(maa_x_.data(), C).replicate(T, 1));
+    O::shift(x, rows, &state_type::shift, lerp::previous, {{maa_x_, xx}});  // x + δ·μ_x
     O::products(ctx, O::lora(maa_w1_, C, 5 * D, xx, zz));
     O::map(zz, [](float q) { return tanhf(q); });
     row_matrix &xw = take(C), &xk = take(C), &xv = take(C), &xr = take(C), &xg = take(C);
