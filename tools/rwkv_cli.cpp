@@ -28,6 +28,7 @@
 #include <rwkv/random_checkpoint.hpp>
 #include <rwkv/rwkv.hpp>
 #include <rwkv/tokenizer/world.hpp>
+#include <rwkv/train.hpp>
 
 namespace {
 
@@ -39,6 +40,9 @@ constexpr const char* usage_text = R"(usage:
   rwkv-cli info MODEL
   rwkv-cli logits MODEL --tokens 1,2,3 [--mode step|sequence] --out FILE.safetensors [--precision P]
                   [--threads N] [--state-in FILE] [--state-out FILE]
+  rwkv-cli grad MODEL --tokens 1,2,3 [--init-state FILE] [--mode step|sequence] --out FILE.safetensors
+                  loss = mean cross-entropy of tokens[t+1] after tokens[0..t]; writes loss, grad.<tensor>
+                  and, with --init-state, grad_state.<i> (RWKV-7)
   rwkv-cli generate [MODEL] [--prompt TEXT] [SAMPLING]
   rwkv-cli chat [MODEL] [SAMPLING]
   rwkv-cli convert MODEL --out OUT.safetensors [--dtype f32|bf16|f16]
@@ -201,6 +205,40 @@ int cmd_logits(int argc, char** argv) {
       *out, {rwkv::io::tensor_to_write::from<float>("logits", {static_cast<std::int64_t>(tokens.size()), V}, logits)},
       {{"mode", mode}, {"model", a.positional[0]}});
   return 0;
+}
+
+// The training gradients of the golden files' loss (rwkv/train/network.hpp): every checkpoint tensor's gradient
+// under its official name and shape, and with --init-state the gradient of that state (reference layout).
+int cmd_grad(int argc, char** argv) {
+  args a(argc, argv, {"--tokens", "--init-state", "--mode", "--out"});
+  if (a.positional.size() != 1) throw usage_error("grad takes exactly one MODEL");
+  const auto tokens_arg = a.get("--tokens");
+  const auto out = a.get("--out");
+  if (!tokens_arg) throw usage_error("grad needs --tokens");
+  if (!out) throw usage_error("grad needs --out");
+  const auto mode = a.get("--mode").value_or("sequence");
+  if (mode != "step" && mode != "sequence") throw usage_error("--mode must be step or sequence");
+  const auto tokens = parse_tokens(*tokens_arg);
+  if (tokens.size() < 2) throw usage_error("grad needs at least two --tokens (inputs and the tokens they predict)");
+  const std::vector<std::int32_t> inputs(tokens.begin(), tokens.end() - 1), targets(tokens.begin() + 1, tokens.end());
+  return rwkv::train::with_network(a.positional[0], [&](auto& net) {
+    const auto form = mode == "step" ? rwkv::train::form::step : rwkv::train::form::sequence;
+    std::optional<rwkv::train::state> init, d_init;
+    if (auto path = a.get("--init-state")) {
+      init = rwkv::train::read_state(*path, net.zero_state());
+      d_init.emplace();
+    }
+    const double loss =
+        net.loss_and_gradients(inputs, targets, form, init ? &*init : nullptr, d_init ? &*d_init : nullptr);
+    const float loss_f = static_cast<float>(loss);
+    std::vector<rwkv::io::tensor_to_write> tensors{
+        rwkv::io::tensor_to_write::from<float>("loss", {1}, std::span<const float>(&loss_f, 1))};
+    for (auto& t : net.parameters().gradients("grad.")) tensors.push_back(std::move(t));
+    if (d_init)
+      for (auto& t : d_init->to_tensors("grad_state.")) tensors.push_back(std::move(t));
+    rwkv::io::save_safetensors(*out, tensors, {{"mode", mode}, {"model", a.positional[0]}});
+    return 0;
+  });
 }
 
 // Calls f(tokenizer) with the tokenizer a model of this vocabulary size needs.
@@ -578,6 +616,7 @@ int main(int argc, char** argv) {
     const std::string_view cmd = argv[1];
     if (cmd == "info") return cmd_info(argc, argv);
     if (cmd == "logits") return cmd_logits(argc, argv);
+    if (cmd == "grad") return cmd_grad(argc, argv);
     if (cmd == "generate") return cmd_generate(argc, argv);
     if (cmd == "chat") return cmd_chat(argc, argv);
     if (cmd == "convert") return cmd_convert(argc, argv);

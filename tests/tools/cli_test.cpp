@@ -336,3 +336,49 @@ BOOST_AUTO_TEST_CASE(quantize_round_trip) {
   BOOST_CHECK_EQUAL(not_model.code, 1);
   for (const auto& p : {tiny, f32, want, got}) fs::remove(p);
 }
+
+// The `grad` contract: loss, grad.<tensor> for every checkpoint tensor (official names and shapes, zeros for
+// unused ones) and with --init-state (a golden .grad.safetensors file itself) grad_state.<i>.
+BOOST_AUTO_TEST_CASE(grad_reproduces_the_reference_gradients) {
+  const auto golden = rwkv::io::safetensors_file::open(data_path("v7-dev.grad.safetensors"));
+  const auto model = rwkv::io::safetensors_file::open(data_path("v7-dev.model.safetensors"));
+  const auto tokens = join(rwkv::test::ints(golden.at("tokens")));
+  auto scaled = [](const std::vector<float>& want) {
+    double m = 0;
+    for (float w : want) m = std::max(m, static_cast<double>(std::abs(w)));
+    return rwkv::test::tolerance{1e-4 * m, 1e-3};
+  };
+  for (const std::string mode : {"step", "sequence"}) {
+    const auto out = temp_file("grad_" + mode + ".safetensors");
+    auto r = run("grad " + data_path("v7-dev.model.safetensors") + " --tokens " + tokens + " --mode " + mode +
+                 " --out " + out.string());
+    BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+    {
+      const auto got = rwkv::io::safetensors_file::open(out);
+      const auto loss = floats(got.at("loss"))[0], want = floats(golden.at("loss"))[0];
+      BOOST_CHECK_SMALL(loss - want, 1e-5f * want);
+      for (const auto& t : model.tensors()) {
+        const auto& g = got.at("grad." + t.name);
+        BOOST_CHECK(g.shape == t.shape);
+        const auto want_g = floats(golden.at("grad." + t.name));
+        check_close(floats(g), want_g, scaled(want_g), mode + " grad." + t.name);
+      }
+      BOOST_CHECK(got.find("grad_state.0") == nullptr);
+    }
+    r = run("grad " + data_path("v7-dev.model.safetensors") + " --tokens " + tokens + " --mode " + mode +
+            " --init-state " + data_path("v7-dev.grad.safetensors") + " --out " + out.string());
+    BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+    const auto got = rwkv::io::safetensors_file::open(out);
+    const auto loss = floats(got.at("loss"))[0], want = floats(golden.at("loss_from_state"))[0];
+    BOOST_CHECK_SMALL(loss - want, 1e-5f * want);
+    for (int i = 0; i < 6; ++i) {
+      const auto name = "grad_state." + std::to_string(i);
+      const auto want_s = floats(golden.at(name));
+      check_close(floats(got.at(name)), want_s, scaled(want_s), mode + " " + name);
+    }
+    fs::remove(out);
+  }
+  check_one_line_error(run("grad " + data_path("v7-dev.model.safetensors") + " --tokens 1 --out /tmp/x.safetensors"));
+  check_one_line_error(run("grad " + data_path("v7-dev.model.safetensors") + " --tokens 1,999 --out /tmp/x"));
+  check_one_line_error(run("grad " + data_path("v4-dev.model.safetensors") + " --tokens 1,2 --out /tmp/x"));
+}

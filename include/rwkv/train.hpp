@@ -1,0 +1,36 @@
+#pragma once
+// Training: trainable blocks with their backward passes (rwkv/train/<version>.hpp), the whole-model network with
+// the loss (rwkv/train/network.hpp), and with_network, which opens any checkpoint as the network of its version.
+
+#include <filesystem>
+#include <string>
+#include <utility>
+
+#include "rwkv/core/error.hpp"
+#include "rwkv/detect.hpp"
+#include "rwkv/io/checkpoint.hpp"
+#include "rwkv/train/network.hpp"
+#include "rwkv/train/ops.hpp"
+#include "rwkv/train/parameters.hpp"
+#include "rwkv/train/v7.hpp"
+
+namespace rwkv::train {
+
+// Opens a checkpoint (any format the library reads), recognises its version and calls f(network<Layer>&).
+template <class F>
+decltype(auto) with_network(const std::filesystem::path& path, F&& f) {
+  const auto ck = io::open_checkpoint(path);
+  const auto version = detect_version(ck.tensors, ck.path);
+  switch (version) {
+    case arch_version::v7: {
+      auto net = network<v7::layer>::from(ck);
+      return std::forward<F>(f)(net);
+    }
+    default:
+      throw error(std::string("training RWKV-") + version_name(version) +
+                      " is not implemented yet (the backward passes exist for RWKV-7)",
+                  ck.path);
+  }
+}
+
+}  // namespace rwkv::train

@@ -1,0 +1,210 @@
+#pragma once
+// A trainable RWKV language model: embedding, ln0, the blocks of one version, ln_out, head and the cross-entropy
+// loss, with the backward of all of it. Tokens run in segments: one segment of the whole sequence (the parallel
+// form) or one token per segment (the RNN form, trained by back-propagation through the state); the gradient of
+// the state carries from segment to segment and, at the start, gives the gradient of the initial state (state
+// tuning).
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "rwkv/core/error.hpp"
+#include "rwkv/io/checkpoint.hpp"
+#include "rwkv/io/safetensors.hpp"
+#include "rwkv/io/weight_reader.hpp"
+#include "rwkv/train/ops.hpp"
+#include "rwkv/train/parameters.hpp"
+
+namespace rwkv::train {
+
+// The recurrent state as the reference lists it: per layer, its tensors in the reference's order and shapes
+// (spec/*.md (c); ../testdata/README.md § Gradients): the layout of `init_state.<i>` / `grad_state.<i>`.
+struct state {
+  std::vector<std::vector<float>> tensors;
+  std::vector<std::vector<std::int64_t>> shapes;
+
+  std::vector<io::tensor_to_write> to_tensors(const std::string& prefix) const {
+    std::vector<io::tensor_to_write> out;
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      out.push_back(io::tensor_to_write::from<float>(prefix + std::to_string(i), shapes[i], std::span(tensors[i])));
+    return out;
+  }
+};
+
+// Reads a state written in the reference layout (tensors `<prefix>0`, `<prefix>1`, ...; a golden
+// `.grad.safetensors` file holds one under `init_state.`), checked against the tensors of `like`.
+inline state read_state(const std::filesystem::path& path, const state& like,
+                        const std::string& prefix = "init_state.") {
+  const auto file = io::safetensors_file::open(path);
+  std::map<std::string, const tensor_view*> by_name;
+  for (const auto& t : file.tensors()) by_name[t.name] = &t;
+  state s = like;
+  for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+    const auto name = prefix + std::to_string(i);
+    const auto it = by_name.find(name);
+    if (it == by_name.end())
+      throw error("missing state tensor (this model's state has " + std::to_string(s.tensors.size()) + " tensors)",
+                  file.path(), name);
+    const auto& t = *it->second;
+    if (static_cast<std::size_t>(t.numel()) != s.tensors[i].size())
+      throw error("shape " + shape_string(t.shape) + " does not match this model's " + shape_string(s.shapes[i]),
+                  file.path(), name);
+    for (std::size_t j = 0; j < s.tensors[i].size(); ++j) {
+      s.tensors[i][j] = load_as_float(t, j);
+      if (!std::isfinite(s.tensors[i][j]))
+        throw error("non-finite value at element " + std::to_string(j), file.path(), name);
+    }
+  }
+  if (by_name.count(prefix + std::to_string(s.tensors.size())))
+    throw error("more state tensors than this model has (" + std::to_string(s.tensors.size()) + ")", file.path(),
+                prefix + std::to_string(s.tensors.size()));
+  return s;
+}
+
+// How the tokens of one sequence are grouped for the forward and backward (the gradients agree to rounding).
+enum class form {
+  sequence,  // all tokens in one segment: every projection one matrix product over T rows
+  step,      // one token per segment: the RNN form
+};
+
+template <class Layer>
+class network {
+ public:
+  using config_type = typename Layer::config_type;
+
+  // Loads any checkpoint the library reads (safetensors, .pth, rwkv.cpp) as float32 parameters.
+  static network load(const std::filesystem::path& path) { return from(io::open_checkpoint(path)); }
+
+  static network from(const io::checkpoint& ck) {
+    io::weight_reader r(ck.path, ck.tensors, ck.owner);
+    const auto cfg = config_type::from(r);
+    return network(parameter_set::from(ck), cfg);
+  }
+
+  network(parameter_set params, const config_type& cfg) : params_(std::move(params)), cfg_(cfg) {
+    const auto C = cfg_.n_embd, V = cfg_.vocab;
+    emb_ = &params_.get("emb.weight", V, C);
+    ln0_w_ = &params_.get("blocks.0.ln0.weight", 1, C), ln0_b_ = &params_.get("blocks.0.ln0.bias", 1, C);
+    ln_out_w_ = &params_.get("ln_out.weight", 1, C), ln_out_b_ = &params_.get("ln_out.bias", 1, C);
+    head_ = &params_.get("head.weight", V, C);
+    for (std::int64_t l = 0; l < cfg_.n_layer; ++l) layers_.emplace_back(params_, cfg_, l);
+  }
+
+  network(network&&) = default;
+
+  parameter_set& parameters() noexcept { return params_; }
+  const parameter_set& parameters() const noexcept { return params_; }
+  const config_type& config() const noexcept { return cfg_; }
+
+  // The zero state (what inference starts from).
+  state zero_state() const {
+    state s;
+    for (std::int64_t l = 0; l < cfg_.n_layer; ++l)
+      for (auto& shape : Layer::state_shapes(cfg_)) {
+        std::int64_t n = 1;
+        for (auto d : shape) n *= d;
+        s.tensors.emplace_back(static_cast<std::size_t>(n), 0.f);
+        s.shapes.push_back(shape);
+      }
+    return s;
+  }
+
+  // Mean cross-entropy of the logits after inputs[0..t] against targets[t], from `initial` (the zero state when
+  // null). Accumulates ∂loss/∂parameter into the parameters' gradients and, when `d_initial` is given, writes
+  // ∂loss/∂initial there.
+  double loss_and_gradients(std::span<const std::int32_t> inputs, std::span<const std::int32_t> targets,
+                            form f = form::sequence, const state* initial = nullptr, state* d_initial = nullptr) {
+    if (inputs.empty()) throw error("training needs at least one input token");
+    if (inputs.size() != targets.size())
+      throw error("inputs and targets differ in length (" + std::to_string(inputs.size()) + " vs " +
+                  std::to_string(targets.size()) + ")");
+    for (auto t : inputs)
+      if (t < 0 || t >= cfg_.vocab)
+        throw error("token id " + std::to_string(t) + " is out of range for vocabulary " + std::to_string(cfg_.vocab));
+    state s = initial ? *initial : zero_state();
+    check_state(s);
+    const auto T = static_cast<Eigen::Index>(inputs.size());
+    const Eigen::Index L = f == form::step ? 1 : T;
+    const auto n_seg = static_cast<std::size_t>((T + L - 1) / L);
+    segments_.resize(n_seg);
+
+    row_matrix logits(T, cfg_.vocab);
+    for (std::size_t i = 0; i < n_seg; ++i) {
+      const Eigen::Index t0 = static_cast<Eigen::Index>(i) * L, n = std::min(L, T - t0);
+      auto& sg = segments_[i];
+      sg.tokens.assign(inputs.begin() + t0, inputs.begin() + t0 + n);
+      sg.tapes.resize(layers_.size());
+      row_matrix x(n, cfg_.n_embd), y;
+      for (Eigen::Index t = 0; t < n; ++t) x.row(t) = emb_->value.row(sg.tokens[static_cast<std::size_t>(t)]);
+      norm_forward(x, *ln0_w_, *ln0_b_, cfg_.n_embd, ln_eps, y, sg.ln0);
+      for (std::size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(y, layer_state(s, l), sg.ctx, sg.tapes[l]);
+      norm_forward(y, *ln_out_w_, *ln_out_b_, cfg_.n_embd, ln_eps, sg.xo, sg.ln_out);
+      logits.middleRows(t0, n).noalias() = sg.xo * head_->value.transpose();
+    }
+
+    row_matrix dlogits;
+    const double loss = cross_entropy(logits, targets, dlogits);
+
+    state ds = zero_state();
+    for (auto i = static_cast<std::ptrdiff_t>(n_seg) - 1; i >= 0; --i) {
+      auto& sg = segments_[static_cast<std::size_t>(i)];
+      const Eigen::Index t0 = i * L, n = static_cast<Eigen::Index>(sg.tokens.size());
+      const auto dl = dlogits.middleRows(t0, n);
+      head_->grad.noalias() += dl.transpose() * sg.xo;
+      const row_matrix dxo = dl * head_->value;
+      row_matrix dx;
+      norm_backward(dxo, sg.ln_out, *ln_out_w_, *ln_out_b_, cfg_.n_embd, dx);
+      sg.ctx.d_v_first.resize(0, 0);
+      for (auto l = static_cast<std::ptrdiff_t>(layers_.size()) - 1; l >= 0; --l)
+        layers_[static_cast<std::size_t>(l)].backward(dx, layer_state(ds, static_cast<std::size_t>(l)), sg.ctx,
+                                                      sg.tapes[static_cast<std::size_t>(l)]);
+      row_matrix demb;
+      norm_backward(dx, sg.ln0, *ln0_w_, *ln0_b_, cfg_.n_embd, demb);
+      for (Eigen::Index t = 0; t < n; ++t) emb_->grad.row(sg.tokens[static_cast<std::size_t>(t)]) += demb.row(t);
+    }
+    if (d_initial) *d_initial = std::move(ds);
+    return loss;
+  }
+
+ private:
+  static constexpr float ln_eps = 1e-5f;
+
+  struct segment {
+    std::vector<std::int32_t> tokens;
+    norm_record ln0, ln_out;
+    row_matrix xo;
+    segment_context ctx;
+    std::vector<typename Layer::tape> tapes;
+  };
+
+  std::span<std::vector<float>> layer_state(state& s, std::size_t l) const {
+    const auto per = Layer::state_shapes(cfg_).size();
+    return std::span(s.tensors).subspan(l * per, per);
+  }
+
+  void check_state(const state& s) const {
+    const auto want = zero_state();
+    if (s.tensors.size() != want.tensors.size())
+      throw error("the initial state has " + std::to_string(s.tensors.size()) + " tensors, this model needs " +
+                  std::to_string(want.tensors.size()));
+    for (std::size_t i = 0; i < s.tensors.size(); ++i)
+      if (s.tensors[i].size() != want.tensors[i].size())
+        throw error("initial state tensor " + std::to_string(i) + " has " + std::to_string(s.tensors[i].size()) +
+                    " values, this model needs " + shape_string(want.shapes[i]));
+  }
+
+  parameter_set params_;
+  config_type cfg_;
+  parameter *emb_, *ln0_w_, *ln0_b_, *ln_out_w_, *ln_out_b_, *head_;
+  std::vector<Layer> layers_;
+  std::vector<segment> segments_;
+};
+
+}  // namespace rwkv::train

@@ -1,0 +1,144 @@
+#pragma once
+// The differentiable operations trainable blocks are written with, each a forward that records what its backward
+// needs and the backward itself. Activations are T x C row blocks (one row per token); gradients of parameters are
+// accumulated (+=) so that segments, layers and micro-batches add up.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "rwkv/core/error.hpp"
+#include "rwkv/core/tensor.hpp"
+#include "rwkv/train/parameters.hpp"
+
+namespace rwkv::train {
+
+using row_vector = Eigen::Matrix<float, 1, Eigen::Dynamic>;
+
+// What travels between the layers of one segment besides the activations: RWKV-7's v_first and its gradient.
+struct segment_context {
+  row_matrix v_first, d_v_first;
+};
+
+// ---- LayerNorm over groups of `group` channels (group = C: LayerNorm; group = N: RWKV's per-head GroupNorm) ----
+
+struct norm_record {
+  row_matrix xhat;  // (x − mean)·rstd, T x C
+  row_matrix rstd;  // T x (C / group)
+};
+
+// out = xhat·weight + bias per group, biased variance, eps added to it (PyTorch's LayerNorm / GroupNorm).
+inline void norm_forward(const row_matrix& x, const parameter& w, const parameter& b, std::int64_t group, float eps,
+                         row_matrix& out, norm_record& rec) {
+  const auto T = x.rows(), C = x.cols(), G = C / group;
+  rec.xhat.resize(T, C);
+  rec.rstd.resize(T, G);
+  out.resize(T, C);
+  for (Eigen::Index t = 0; t < T; ++t)
+    for (Eigen::Index g = 0; g < G; ++g) {
+      const auto seg = x.row(t).segment(g * group, group);
+      const float mean = seg.sum() / static_cast<float>(group);
+      const float var = (seg.array() - mean).square().sum() / static_cast<float>(group);
+      const float rstd = 1.f / std::sqrt(var + eps);
+      rec.rstd(t, g) = rstd;
+      auto xh = rec.xhat.row(t).segment(g * group, group);
+      xh = (seg.array() - mean) * rstd;
+      out.row(t).segment(g * group, group) = xh.array() * w.value.row(0).segment(g * group, group).array() +
+                                             b.value.row(0).segment(g * group, group).array();
+    }
+}
+
+// dx (overwritten) from dout; weight and bias gradients accumulated.
+inline void norm_backward(const row_matrix& dout, const norm_record& rec, parameter& w, parameter& b,
+                          std::int64_t group, row_matrix& dx) {
+  const auto T = dout.rows(), C = dout.cols(), G = C / group;
+  dx.resize(T, C);
+  w.grad.row(0) += (dout.array() * rec.xhat.array()).colwise().sum().matrix();
+  b.grad.row(0) += dout.colwise().sum();
+  for (Eigen::Index t = 0; t < T; ++t)
+    for (Eigen::Index g = 0; g < G; ++g) {
+      const auto xh = rec.xhat.row(t).segment(g * group, group).array();
+      const Eigen::ArrayXf dxh =
+          (dout.row(t).segment(g * group, group).array() * w.value.row(0).segment(g * group, group).array())
+              .transpose();
+      const float m1 = dxh.mean(), m2 = (dxh * xh.transpose()).mean();
+      dx.row(t).segment(g * group, group) = (rec.rstd(t, g) * (dxh - m1 - xh.transpose() * m2)).transpose();
+    }
+}
+
+// ---- Token shift: xs = x + (prev − x)·μ, prev = the previous row (row 0: the state's last row) ----
+
+// Rows of x shifted down by one, `first` in row 0.
+inline row_matrix shifted(const row_matrix& x, std::span<const float> first) {
+  row_matrix prev(x.rows(), x.cols());
+  prev.row(0) = Eigen::Map<const row_vector>(first.data(), x.cols());
+  if (x.rows() > 1) prev.bottomRows(x.rows() - 1) = x.topRows(x.rows() - 1);
+  return prev;
+}
+
+inline void mix_forward(const row_matrix& x, const row_matrix& prev, const parameter& mu, row_matrix& out) {
+  out = x + ((prev - x).array().rowwise() * mu.value.row(0).array()).matrix();
+}
+
+// Accumulates into dx and dprev and into μ's gradient.
+inline void mix_backward(const row_matrix& dout, const row_matrix& x, const row_matrix& prev, parameter& mu,
+                         row_matrix& dx, row_matrix& dprev) {
+  mu.grad.row(0) += (dout.array() * (prev - x).array()).colwise().sum().matrix();
+  const auto m = mu.value.row(0).array();
+  dx.array() += dout.array().rowwise() * (1.f - m);
+  dprev.array() += dout.array().rowwise() * m;
+}
+
+// dprev of a shifted block back onto x (rows 1..) and onto the state's shift vector (row 0).
+inline void unshift_backward(const row_matrix& dprev, row_matrix& dx, std::span<float> dfirst) {
+  if (dprev.rows() > 1) dx.topRows(dprev.rows() - 1) += dprev.bottomRows(dprev.rows() - 1);
+  Eigen::Map<row_vector>(dfirst.data(), dprev.cols()) += dprev.row(0);
+}
+
+// ---- Products. `W` is an nn.Linear weight (out x in): y = x·Wᵀ. A LoRA factor (in x rank): y = x·A ----
+
+inline void linear_backward(const row_matrix& dy, const row_matrix& x, parameter& W, row_matrix& dx) {
+  W.grad.noalias() += dy.transpose() * x;
+  dx.noalias() += dy * W.value;
+}
+
+inline void lora_backward(const row_matrix& dy, const row_matrix& x, parameter& A, row_matrix& dx) {
+  A.grad.noalias() += x.transpose() * dy;
+  dx.noalias() += dy * A.value.transpose();
+}
+
+// ---- Loss ----
+
+// Mean cross-entropy of logits[t] against targets[t] (natural log). Writes dlogits = ∂loss/∂logits.
+inline double cross_entropy(const row_matrix& logits, std::span<const std::int32_t> targets, row_matrix& dlogits) {
+  const auto T = logits.rows(), V = logits.cols();
+  dlogits.resize(T, V);
+  double loss = 0;
+  for (Eigen::Index t = 0; t < T; ++t) {
+    const auto target = targets[static_cast<std::size_t>(t)];
+    if (target < 0 || target >= V)
+      throw error("target token id " + std::to_string(target) + " is out of range for vocabulary " + std::to_string(V));
+    const float mx = logits.row(t).maxCoeff();
+    const Eigen::ArrayXf e = (logits.row(t).array() - mx).exp().transpose();
+    const double sum = e.cast<double>().sum();
+    loss += std::log(sum) + mx - logits(t, target);
+    dlogits.row(t) = (e / static_cast<float>(sum)).transpose() / static_cast<float>(T);
+    dlogits(t, target) -= 1.f / static_cast<float>(T);
+  }
+  return loss / static_cast<double>(T);
+}
+
+// L2Wrap (spec/README.md §6): adds max(logits[t])·1e-4/(rows·scale) at each row's arg-max to dlogits.
+inline void l2wrap(const row_matrix& logits, row_matrix& dlogits, double positions) {
+  for (Eigen::Index t = 0; t < logits.rows(); ++t) {
+    Eigen::Index j = 0;
+    const float mx = logits.row(t).maxCoeff(&j);
+    dlogits(t, j) += static_cast<float>(mx * 1e-4 / positions);
+  }
+}
+
+}  // namespace rwkv::train

@@ -1,0 +1,379 @@
+#pragma once
+// A trainable RWKV-7 block (spec/v7.md (b), (f)): the forward over a segment of T tokens from a state, recording
+// what the backward needs, and the backward, which accumulates parameter gradients and carries the gradient of
+// the state across segments (so a sequence can be trained in one segment or token by token, and the initial state
+// itself can be trained).
+//
+// The WKV backward is the serial one of spec/v7.md (f). Its forward keeps the state every `wkv_checkpoint` tokens;
+// the backward recomputes the states of one such chunk at a time (exact: the same arithmetic as the forward) in
+// place of the official kernel's step inversion, so it holds H·N²·(T/16 + 17) floats per layer instead of H·N²·T.
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "rwkv/kernel/math.hpp"
+#include "rwkv/train/ops.hpp"
+#include "rwkv/train/parameters.hpp"
+#include "rwkv/v7/config.hpp"
+
+namespace rwkv::train {
+
+namespace v7 {
+
+inline constexpr float decay_scale = math::v7_decay_scale;
+inline constexpr float group_norm_eps = 64e-5f;
+inline constexpr float layer_norm_eps = 1e-5f;
+inline constexpr Eigen::Index wkv_checkpoint = 16;
+
+inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+class layer {
+ public:
+  using config_type = rwkv::v7::Config;
+
+  // Per layer, in the reference's state order: att token shift (C), WKV state (H, N, N) as [h][value][key],
+  // ffn token shift (C).
+  static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
+    return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}, {c.n_embd}};
+  }
+
+  layer(parameter_set& ps, const config_type& c, std::int64_t index) : C_(c.n_embd), H_(c.n_head), N_(c.head_size) {
+    const std::string p = "blocks." + std::to_string(index) + ".";
+    auto vec = [&](const std::string& n) { return &ps.get(p + n, 1, C_); };
+    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias"), ln2_w_ = vec("ln2.weight"), ln2_b_ = vec("ln2.bias");
+    for (auto [dst, n] : {std::pair{&x_r_, "x_r"},
+                          {&x_w_, "x_w"},
+                          {&x_k_, "x_k"},
+                          {&x_v_, "x_v"},
+                          {&x_a_, "x_a"},
+                          {&x_g_, "x_g"},
+                          {&w0_, "w0"},
+                          {&a0_, "a0"},
+                          {&k_k_, "k_k"},
+                          {&k_a_, "k_a"}})
+      *dst = vec(std::string("att.") + n);
+    lnx_w_ = vec("att.ln_x.weight"), lnx_b_ = vec("att.ln_x.bias");
+    r_k_ = &ps.get(p + "att.r_k", H_, N_);
+    w1_ = &ps.get(p + "att.w1", C_, c.d_decay), w2_ = &ps.get(p + "att.w2", c.d_decay, C_);
+    a1_ = &ps.get(p + "att.a1", C_, c.d_iclr), a2_ = &ps.get(p + "att.a2", c.d_iclr, C_);
+    g1_ = &ps.get(p + "att.g1", C_, c.d_gate), g2_ = &ps.get(p + "att.g2", c.d_gate, C_);
+    if (index > 0) {  // layer 0 defines v_first; its v0/v1/v2 are never used (and get zero gradients)
+      v0_ = vec("att.v0");
+      v1_ = &ps.get(p + "att.v1", C_, c.d_value), v2_ = &ps.get(p + "att.v2", c.d_value, C_);
+    }
+    W_r_ = &ps.get(p + "att.receptance.weight", C_, C_), W_k_ = &ps.get(p + "att.key.weight", C_, C_);
+    W_v_ = &ps.get(p + "att.value.weight", C_, C_), W_o_ = &ps.get(p + "att.output.weight", C_, C_);
+    f_x_k_ = vec("ffn.x_k");
+    f_key_ = &ps.get(p + "ffn.key.weight", c.dim_ffn, C_), f_value_ = &ps.get(p + "ffn.value.weight", C_, c.dim_ffn);
+  }
+
+  // Everything the backward of one segment reads.
+  struct tape {
+    norm_record ln1, ln2, gn;
+    row_matrix h, prev, xr, xw, xk, xv, xa, xg;  // ln1 output, its shift, the six mixes
+    row_matrix r, k, v, hw, z, ha, alpha, hg, g, hv, nu;
+    row_matrix kh, knorm, kt, vm, w, y, y2, bonus, yg;  // κ̂, ‖κ‖ per head, k̃, mixed v, decay, WKV out, ...
+    std::vector<std::vector<float>> wkv_checkpoints;    // the WKV state before every wkv_checkpoint-th token
+    row_matrix h2, prev2, xk2, pre, kk;                 // channel mix
+  };
+
+  // x: the block input (T x C), replaced by the block output. state: this layer's three tensors, advanced.
+  void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context& seg, tape& tp) const {
+    // Time mix.
+    norm_forward(x, *ln1_w_, *ln1_b_, C_, layer_norm_eps, tp.h, tp.ln1);
+    tp.prev = shifted(tp.h, state[0]);
+    mix_forward(tp.h, tp.prev, *x_r_, tp.xr), mix_forward(tp.h, tp.prev, *x_w_, tp.xw);
+    mix_forward(tp.h, tp.prev, *x_k_, tp.xk), mix_forward(tp.h, tp.prev, *x_v_, tp.xv);
+    mix_forward(tp.h, tp.prev, *x_a_, tp.xa), mix_forward(tp.h, tp.prev, *x_g_, tp.xg);
+    tp.r.noalias() = tp.xr * W_r_->value.transpose();
+    tp.k.noalias() = tp.xk * W_k_->value.transpose();
+    tp.v.noalias() = tp.xv * W_v_->value.transpose();
+    tp.hw = (tp.xw * w1_->value).array().tanh();
+    tp.z = (tp.hw * w2_->value).rowwise() + w0_->value.row(0);
+    tp.ha.noalias() = tp.xa * a1_->value;
+    tp.alpha = ((tp.ha * a2_->value).rowwise() + a0_->value.row(0)).unaryExpr([](float q) { return sigmoid(q); });
+    tp.hg = (tp.xg * g1_->value).unaryExpr([](float q) { return sigmoid(q); });
+    tp.g.noalias() = tp.hg * g2_->value;
+    if (v0_ == nullptr) {
+      seg.v_first = tp.v;
+      tp.vm = tp.v;
+    } else {
+      check_v_first(seg, x.rows());
+      tp.hv.noalias() = tp.xv * v1_->value;
+      tp.nu = ((tp.hv * v2_->value).rowwise() + v0_->value.row(0)).unaryExpr([](float q) { return sigmoid(q); });
+      tp.vm = tp.v.array() + (seg.v_first - tp.v).array() * tp.nu.array();
+    }
+    const auto T = x.rows();
+    tp.kh.resize(T, C_), tp.knorm.resize(T, H_);
+    tp.kt = tp.k.array() * (1.f + (tp.alpha.array() - 1.f).rowwise() * k_a_->value.row(0).array());
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index h = 0; h < H_; ++h) {
+        const auto kappa = (tp.k.row(t).segment(h * N_, N_).array() * k_k_->value.row(0).segment(h * N_, N_).array());
+        const float n = std::sqrt(kappa.square().sum());
+        tp.knorm(t, h) = n;
+        tp.kh.row(t).segment(h * N_, N_) = kappa / std::max(n, 1e-12f);
+      }
+    tp.w = tp.z.unaryExpr([](float q) { return std::exp(-decay_scale * sigmoid(q)); });
+    wkv_forward(state[1], tp);
+    norm_forward(tp.y, *lnx_w_, *lnx_b_, N_, group_norm_eps, tp.y2, tp.gn);
+    tp.bonus.resize(T, H_);
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index h = 0; h < H_; ++h) {
+        const auto s = Eigen::seqN(h * N_, N_);
+        const float b = (tp.r.row(t)(s).array() * tp.kt.row(t)(s).array() * r_k_->value.row(h).array()).sum();
+        tp.bonus(t, h) = b;
+        tp.y2.row(t)(s) += b * tp.vm.row(t)(s);
+      }
+    tp.yg = tp.y2.cwiseProduct(tp.g);
+    x.noalias() += tp.yg * W_o_->value.transpose();
+    Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
+
+    // Channel mix.
+    norm_forward(x, *ln2_w_, *ln2_b_, C_, layer_norm_eps, tp.h2, tp.ln2);
+    tp.prev2 = shifted(tp.h2, state[2]);
+    mix_forward(tp.h2, tp.prev2, *f_x_k_, tp.xk2);
+    tp.pre.noalias() = tp.xk2 * f_key_->value.transpose();
+    tp.kk = tp.pre.array().max(0.f).square();
+    x.noalias() += tp.kk * f_value_->value.transpose();
+    Eigen::Map<row_vector>(state[2].data(), C_) = tp.h2.row(T - 1);
+  }
+
+  // dx: ∂L/∂(block output), replaced by ∂L/∂(block input). dstate: ∂L/∂(state after the segment), replaced by
+  // ∂L/∂(state before it). Parameter gradients are accumulated.
+  void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp) {
+    const auto T = dx.rows();
+    // Channel mix.
+    row_matrix dkk = dx * f_value_->value;
+    f_value_->grad.noalias() += dx.transpose() * tp.kk;
+    const row_matrix dpre = 2.f * dkk.array() * tp.pre.array().max(0.f);
+    row_matrix dxk2 = row_matrix::Zero(T, C_);
+    linear_backward(dpre, tp.xk2, *f_key_, dxk2);
+    row_matrix dh2 = row_matrix::Zero(T, C_), dprev2 = row_matrix::Zero(T, C_);
+    mix_backward(dxk2, tp.h2, tp.prev2, *f_x_k_, dh2, dprev2);
+    shift_state_backward(dprev2, dh2, dstate[2]);
+    row_matrix dln;
+    norm_backward(dh2, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);
+    dx += dln;
+
+    // Time mix: output, gate, bonus, GroupNorm.
+    const row_matrix dyg = dx * W_o_->value;
+    W_o_->grad.noalias() += dx.transpose() * tp.yg;
+    const row_matrix dy2 = dyg.cwiseProduct(tp.g);
+    const row_matrix dg = dyg.cwiseProduct(tp.y2);
+    row_matrix dr = row_matrix::Zero(T, C_), dkt = row_matrix::Zero(T, C_), dvm = row_matrix::Zero(T, C_);
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index h = 0; h < H_; ++h) {
+        const auto s = Eigen::seqN(h * N_, N_);
+        dvm.row(t)(s) += tp.bonus(t, h) * dy2.row(t)(s);
+        const float db = dy2.row(t)(s).dot(tp.vm.row(t)(s));
+        const auto rk = r_k_->value.row(h).array();
+        dr.row(t)(s).array() += db * tp.kt.row(t)(s).array() * rk;
+        dkt.row(t)(s).array() += db * tp.r.row(t)(s).array() * rk;
+        r_k_->grad.row(h).array() += db * tp.r.row(t)(s).array() * tp.kt.row(t)(s).array();
+      }
+    row_matrix dyn;
+    norm_backward(dy2, tp.gn, *lnx_w_, *lnx_b_, N_, dyn);
+
+    // WKV.
+    row_matrix dw = row_matrix::Zero(T, C_), da = row_matrix::Zero(T, C_), dbb = row_matrix::Zero(T, C_);
+    wkv_backward(dyn, dstate[1], tp, dr, dw, dkt, dvm, da, dbb);
+
+    // a = −κ̂, b = κ̂·α; k̃ = k·(1 + (α − 1)·k_a); κ̂ = κ/‖κ‖, κ = k·k_k.
+    row_matrix dalpha = dbb.cwiseProduct(tp.kh);
+    const row_matrix dkh = -da + dbb.cwiseProduct(tp.alpha);
+    row_matrix dk = dkt.array() * (1.f + (tp.alpha.array() - 1.f).rowwise() * k_a_->value.row(0).array());
+    dalpha.array() += (dkt.array() * tp.k.array()).rowwise() * k_a_->value.row(0).array();
+    k_a_->grad.row(0) += (dkt.array() * tp.k.array() * (tp.alpha.array() - 1.f)).colwise().sum().matrix();
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index h = 0; h < H_; ++h) {
+        const auto s = Eigen::seqN(h * N_, N_);
+        const float n = tp.knorm(t, h);
+        Eigen::ArrayXf dkappa;
+        if (n > 1e-12f) {
+          const float proj = tp.kh.row(t)(s).dot(dkh.row(t)(s));
+          dkappa = ((dkh.row(t)(s) - proj * tp.kh.row(t)(s)) / n).transpose().array();
+        } else {
+          dkappa = (dkh.row(t)(s) / 1e-12f).transpose().array();
+        }
+        dk.row(t)(s).array() += dkappa.transpose() * k_k_->value.row(0)(s).array();
+        k_k_->grad.row(0)(s).array() += dkappa.transpose() * tp.k.row(t)(s).array();
+      }
+
+    // Decay: w = exp(−c·σ(z)).
+    const row_matrix dz = dw.array() * tp.w.array() * (-decay_scale) *
+                          tp.z.unaryExpr([](float q) { return sigmoid(q) * (1.f - sigmoid(q)); }).array();
+
+    // Value residual: vm = v + (v_first − v)·ν (layers ≥ 1); layer 0 receives every later layer's ∂v_first.
+    row_matrix dv, dxv = row_matrix::Zero(T, C_);
+    if (v0_ == nullptr) {
+      dv = dvm;
+      if (seg.d_v_first.size() != 0) dv += seg.d_v_first;
+    } else {
+      dv = dvm.cwiseProduct((1.f - tp.nu.array()).matrix());
+      if (seg.d_v_first.size() == 0) seg.d_v_first = row_matrix::Zero(T, C_);
+      seg.d_v_first += dvm.cwiseProduct(tp.nu);
+      const row_matrix dpnu =
+          (dvm.array() * (seg.v_first - tp.v).array() * tp.nu.array() * (1.f - tp.nu.array())).matrix();
+      v0_->grad.row(0) += dpnu.colwise().sum();
+      row_matrix dhv = row_matrix::Zero(T, v2_->value.rows());
+      lora_backward(dpnu, tp.hv, *v2_, dhv);
+      lora_backward(dhv, tp.xv, *v1_, dxv);
+    }
+
+    // Low-rank branches: α = σ(a0 + (x_a·a1)·a2), g = σ(x_g·g1)·g2, z = w0 + tanh(x_w·w1)·w2.
+    const row_matrix dpa = dalpha.array() * tp.alpha.array() * (1.f - tp.alpha.array());
+    a0_->grad.row(0) += dpa.colwise().sum();
+    row_matrix dha = row_matrix::Zero(T, a2_->value.rows()), dxa = row_matrix::Zero(T, C_);
+    lora_backward(dpa, tp.ha, *a2_, dha);
+    lora_backward(dha, tp.xa, *a1_, dxa);
+
+    row_matrix dhg = row_matrix::Zero(T, g2_->value.rows()), dxg = row_matrix::Zero(T, C_);
+    lora_backward(dg, tp.hg, *g2_, dhg);
+    const row_matrix dpg = dhg.array() * tp.hg.array() * (1.f - tp.hg.array());
+    lora_backward(dpg, tp.xg, *g1_, dxg);
+
+    w0_->grad.row(0) += dz.colwise().sum();
+    row_matrix dhw = row_matrix::Zero(T, w2_->value.rows()), dxw = row_matrix::Zero(T, C_);
+    lora_backward(dz, tp.hw, *w2_, dhw);
+    const row_matrix dpw = dhw.array() * (1.f - tp.hw.array().square());
+    lora_backward(dpw, tp.xw, *w1_, dxw);
+
+    row_matrix dxr = row_matrix::Zero(T, C_), dxk = row_matrix::Zero(T, C_);
+    linear_backward(dr, tp.xr, *W_r_, dxr);
+    linear_backward(dk, tp.xk, *W_k_, dxk);
+    linear_backward(dv, tp.xv, *W_v_, dxv);
+
+    // Token shift and ln1.
+    row_matrix dh = row_matrix::Zero(T, C_), dprev = row_matrix::Zero(T, C_);
+    mix_backward(dxr, tp.h, tp.prev, *x_r_, dh, dprev), mix_backward(dxw, tp.h, tp.prev, *x_w_, dh, dprev);
+    mix_backward(dxk, tp.h, tp.prev, *x_k_, dh, dprev), mix_backward(dxv, tp.h, tp.prev, *x_v_, dh, dprev);
+    mix_backward(dxa, tp.h, tp.prev, *x_a_, dh, dprev), mix_backward(dxg, tp.h, tp.prev, *x_g_, dh, dprev);
+    shift_state_backward(dprev, dh, dstate[0]);
+    norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);
+    dx += dln;
+  }
+
+ private:
+  void check_v_first(const segment_context& seg, Eigen::Index T) const {
+    if (seg.v_first.rows() != T || seg.v_first.cols() != C_)
+      throw error("RWKV-7 training: a layer above 0 ran before layer 0 defined v_first for this segment");
+  }
+
+  // The state's shift vector was the previous token's ln output (row 0's prev) and becomes the last row's:
+  // ∂L/∂(state after) flows into the last row; row 0's ∂prev is ∂L/∂(state before).
+  static void shift_state_backward(const row_matrix& dprev, row_matrix& dh, std::vector<float>& dshift) {
+    const auto C = dh.cols();
+    dh.row(dh.rows() - 1) += Eigen::Map<const row_vector>(dshift.data(), C);
+    std::fill(dshift.begin(), dshift.end(), 0.f);
+    unshift_backward(dprev, dh, dshift);
+  }
+
+  // One recurrence step of every head on S (H·N·N, [h][value][key]); writes sa (C) and y (C) when given.
+  void wkv_step(float* S, const tape& tp, Eigen::Index t, float* sa, float* y) const {
+    for (Eigen::Index h = 0; h < H_; ++h) {
+      float* Sh = S + h * N_ * N_;
+      const auto o = h * N_;
+      const float *w = &tp.w(t, o), *kh = &tp.kh(t, o), *al = &tp.alpha(t, o), *kt = &tp.kt(t, o);
+      const float *v = &tp.vm(t, o), *r = &tp.r(t, o);
+      for (Eigen::Index i = 0; i < N_; ++i) {
+        float* row = Sh + i * N_;
+        float s = 0.f;
+        for (Eigen::Index j = 0; j < N_; ++j) s -= row[j] * kh[j];  // a = −κ̂
+        if (sa) sa[o + i] = s;
+        float out = 0.f;
+        for (Eigen::Index j = 0; j < N_; ++j) {
+          row[j] = row[j] * w[j] + s * (kh[j] * al[j]) + v[i] * kt[j];
+          out += row[j] * r[j];
+        }
+        if (y) y[o + i] = out;
+      }
+    }
+  }
+
+  void wkv_forward(std::vector<float>& S, tape& tp) const {
+    const auto T = tp.r.rows();
+    tp.y.resize(T, C_);
+    tp.wkv_checkpoints.clear();
+    for (Eigen::Index t = 0; t < T; ++t) {
+      if (t % wkv_checkpoint == 0) tp.wkv_checkpoints.push_back(S);
+      wkv_step(S.data(), tp, t, nullptr, &tp.y(t, 0));
+    }
+  }
+
+  // spec/v7.md (f), one chunk of wkv_checkpoint tokens at a time from the last, its states recomputed.
+  void wkv_backward(const row_matrix& dy, std::vector<float>& dS, const tape& tp, row_matrix& dr, row_matrix& dw,
+                    row_matrix& dkt, row_matrix& dv, row_matrix& da, row_matrix& db) const {
+    const auto T = tp.r.rows();
+    const std::size_t SN = static_cast<std::size_t>(H_ * N_ * N_);
+    std::vector<float> states(SN * (wkv_checkpoint + 1)), sa(static_cast<std::size_t>(wkv_checkpoint * C_));
+    std::vector<float> q(static_cast<std::size_t>(N_));
+    for (auto c = static_cast<Eigen::Index>(tp.wkv_checkpoints.size()) - 1; c >= 0; --c) {
+      const Eigen::Index t0 = c * wkv_checkpoint, t1 = std::min(T, t0 + wkv_checkpoint);
+      std::copy(tp.wkv_checkpoints[static_cast<std::size_t>(c)].begin(),
+                tp.wkv_checkpoints[static_cast<std::size_t>(c)].end(), states.begin());
+      for (Eigen::Index t = t0; t < t1; ++t) {
+        const auto i = static_cast<std::size_t>(t - t0);
+        std::copy(states.begin() + static_cast<std::ptrdiff_t>(i * SN),
+                  states.begin() + static_cast<std::ptrdiff_t>((i + 1) * SN),
+                  states.begin() + static_cast<std::ptrdiff_t>((i + 1) * SN));
+        wkv_step(states.data() + (i + 1) * SN, tp, t, sa.data() + i * static_cast<std::size_t>(C_), nullptr);
+      }
+      for (Eigen::Index t = t1 - 1; t >= t0; --t) {
+        const auto i = static_cast<std::size_t>(t - t0);
+        for (Eigen::Index h = 0; h < H_; ++h) {
+          const auto o = h * N_;
+          const float* St = states.data() + (i + 1) * SN + static_cast<std::size_t>(h * N_ * N_);
+          const float* Sp = states.data() + i * SN + static_cast<std::size_t>(h * N_ * N_);
+          float* G = dS.data() + h * N_ * N_;
+          const float *w = &tp.w(t, o), *kh = &tp.kh(t, o), *al = &tp.alpha(t, o), *kt = &tp.kt(t, o);
+          const float *v = &tp.vm(t, o), *r = &tp.r(t, o), *g = &dy(t, o);
+          const float* s = sa.data() + i * static_cast<std::size_t>(C_) + o;
+          float *dr_ = &dr(t, o), *dw_ = &dw(t, o), *dk_ = &dkt(t, o), *dv_ = &dv(t, o), *da_ = &da(t, o),
+                *db_ = &db(t, o);
+          for (Eigen::Index i2 = 0; i2 < N_; ++i2) {
+            float* Gi = G + i2 * N_;
+            const float* Sti = St + i2 * N_;
+            const float* Spi = Sp + i2 * N_;
+            float dvi = 0.f, qi = 0.f;
+            for (Eigen::Index j = 0; j < N_; ++j) {
+              dr_[j] += Sti[j] * g[i2];
+              Gi[j] += g[i2] * r[j];
+              dvi += Gi[j] * kt[j];
+              dk_[j] += Gi[j] * v[i2];
+              dw_[j] += Gi[j] * Spi[j];
+              db_[j] += Gi[j] * s[i2];
+              qi += Gi[j] * (kh[j] * al[j]);
+            }
+            dv_[i2] += dvi;
+            q[static_cast<std::size_t>(i2)] = qi;
+          }
+          for (Eigen::Index i2 = 0; i2 < N_; ++i2) {
+            float* Gi = G + i2 * N_;
+            const float* Spi = Sp + i2 * N_;
+            const float qi = q[static_cast<std::size_t>(i2)];
+            for (Eigen::Index j = 0; j < N_; ++j) {
+              da_[j] += Spi[j] * qi;
+              Gi[j] = Gi[j] * w[j] - qi * kh[j];  // + q·aᵀ with a = −κ̂
+            }
+          }
+        }
+      }
+    }
+  }
+
+  std::int64_t C_, H_, N_;
+  parameter *ln1_w_, *ln1_b_, *ln2_w_, *ln2_b_;
+  parameter *x_r_, *x_w_, *x_k_, *x_v_, *x_a_, *x_g_, *w0_, *a0_, *k_k_, *k_a_, *lnx_w_, *lnx_b_, *r_k_;
+  parameter *w1_, *w2_, *a1_, *a2_, *g1_, *g2_;
+  parameter *v0_ = nullptr, *v1_ = nullptr, *v2_ = nullptr;
+  parameter *W_r_, *W_k_, *W_v_, *W_o_;
+  parameter *f_x_k_, *f_key_, *f_value_;
+};
+
+}  // namespace v7
+}  // namespace rwkv::train

@@ -1,0 +1,166 @@
+// Training gradients against the official reference (tests/data/*.grad.safetensors, evaluated in float64 with
+// autograd through the reference's own load-time transforms): the loss, the gradient of every checkpoint tensor,
+// and the gradient of a random initial state, in the sequence form and token by token.
+#define BOOST_TEST_MODULE train_grad
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <boost/test/unit_test.hpp>
+
+#include "../support/golden.hpp"
+#include "rwkv/train.hpp"
+
+namespace {
+
+using rwkv::test::data_path;
+
+struct golden_grads {
+  rwkv::io::safetensors_file file;
+  std::map<std::string, const rwkv::tensor_view*> by_name;
+
+  explicit golden_grads(const std::string& name) : file(rwkv::io::safetensors_file::open(data_path(name))) {
+    for (const auto& t : file.tensors()) by_name[t.name] = &t;
+  }
+  const rwkv::tensor_view& get(const std::string& n) const {
+    auto it = by_name.find(n);
+    BOOST_REQUIRE_MESSAGE(it != by_name.end(), "golden file lacks " << n);
+    return *it->second;
+  }
+  std::vector<float> floats(const std::string& n) const { return rwkv::test::floats(get(n)); }
+  std::vector<std::int32_t> tokens() const { return rwkv::test::ints(get("tokens")); }
+};
+
+// testdata/README.md § Gradients: |got − want| ≤ 1e-4·max|want| + 1e-3·|want| per tensor.
+void check_gradient(const float* got, const std::vector<float>& want, const std::string& what) {
+  double scale = 0;
+  for (float w : want) scale = std::max(scale, static_cast<double>(std::abs(w)));
+  const rwkv::test::tolerance tol{1e-4 * scale, 1e-3};
+  rwkv::test::check_close(Eigen::Map<const Eigen::VectorXf>(got, static_cast<Eigen::Index>(want.size())), want, tol,
+                          what);
+}
+
+template <class Layer>
+void check_against_golden(const std::string& case_name, rwkv::train::form form) {
+  const golden_grads g(case_name + ".grad.safetensors");
+  auto net = rwkv::train::network<Layer>::load(data_path(case_name + ".model.safetensors"));
+  const auto tokens = g.tokens();
+  const std::vector<std::int32_t> inputs(tokens.begin(), tokens.end() - 1), targets(tokens.begin() + 1, tokens.end());
+
+  // From the zero state: every parameter's gradient.
+  net.parameters().zero_grad();
+  const double loss = net.loss_and_gradients(inputs, targets, form);
+  const double want_loss = g.floats("loss")[0];
+  BOOST_CHECK_SMALL(loss - want_loss, 1e-5 * std::abs(want_loss));
+  std::size_t checked = 0;
+  for (const auto& p : net.parameters().all()) {
+    const auto want = g.floats("grad." + p.name);
+    BOOST_REQUIRE_EQUAL(static_cast<std::size_t>(p.grad.size()), want.size());
+    check_gradient(p.grad.data(), want, "grad." + p.name);
+    ++checked;
+  }
+  BOOST_CHECK_EQUAL(checked, net.parameters().all().size());
+  BOOST_CHECK_GT(checked, 30u);
+
+  // From a random initial state: the state-tuning gradient.
+  auto init = net.zero_state();
+  for (std::size_t i = 0; i < init.tensors.size(); ++i) init.tensors[i] = g.floats("init_state." + std::to_string(i));
+  rwkv::train::state d_init;
+  net.parameters().zero_grad();
+  const double loss_s = net.loss_and_gradients(inputs, targets, form, &init, &d_init);
+  const double want_s = g.floats("loss_from_state")[0];
+  BOOST_CHECK_SMALL(loss_s - want_s, 1e-5 * std::abs(want_s));
+  BOOST_REQUIRE_EQUAL(d_init.tensors.size(), init.tensors.size());
+  for (std::size_t i = 0; i < d_init.tensors.size(); ++i)
+    check_gradient(d_init.tensors[i].data(), g.floats("grad_state." + std::to_string(i)),
+                   "grad_state." + std::to_string(i));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(v7_sequence_form_matches_the_reference_gradients) {
+  check_against_golden<rwkv::train::v7::layer>("v7-dev", rwkv::train::form::sequence);
+}
+
+BOOST_AUTO_TEST_CASE(v7_step_form_matches_the_reference_gradients) {
+  check_against_golden<rwkv::train::v7::layer>("v7-dev", rwkv::train::form::step);
+}
+
+// The golden sequence (16 inputs) is one WKV checkpoint chunk; a longer one crosses chunk boundaries, where the
+// backward restarts from a saved state. Its gradients must equal those of the token-by-token form, which saves
+// the state before every token.
+BOOST_AUTO_TEST_CASE(v7_sequence_form_across_wkv_checkpoints_equals_the_step_form) {
+  auto net = rwkv::train::network<rwkv::train::v7::layer>::load(data_path("v7-dev.model.safetensors"));
+  std::vector<std::int32_t> tokens(51);
+  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::int32_t>((i * 131 + 7) % 512);
+  const std::vector<std::int32_t> inputs(tokens.begin(), tokens.end() - 1), targets(tokens.begin() + 1, tokens.end());
+  auto init = net.zero_state();
+  for (auto& t : init.tensors)
+    for (std::size_t j = 0; j < t.size(); ++j) t[j] = std::sin(0.37f * static_cast<float>(j) + 1.f);
+
+  std::vector<std::vector<float>> grads[2];
+  rwkv::train::state d_init[2];
+  double loss[2];
+  for (int f = 0; f < 2; ++f) {
+    net.parameters().zero_grad();
+    loss[f] = net.loss_and_gradients(inputs, targets, f ? rwkv::train::form::step : rwkv::train::form::sequence, &init,
+                                     &d_init[f]);
+    for (const auto& p : net.parameters().all()) grads[f].emplace_back(p.grad.data(), p.grad.data() + p.grad.size());
+  }
+  BOOST_CHECK_SMALL(loss[0] - loss[1], 1e-5 * std::abs(loss[1]));
+  std::size_t i = 0;
+  for (const auto& p : net.parameters().all()) {
+    check_gradient(grads[0][i].data(), grads[1][i], "grad." + p.name);
+    ++i;
+  }
+  for (std::size_t s = 0; s < d_init[0].tensors.size(); ++s)
+    check_gradient(d_init[0].tensors[s].data(), d_init[1].tensors[s], "grad_state." + std::to_string(s));
+}
+
+// The same weights in another file format give the same gradients, under the official names and shapes.
+BOOST_AUTO_TEST_CASE(every_model_format_trains) {
+  const std::vector<std::int32_t> inputs{34, 105, 110, 32, 116}, targets{105, 110, 32, 116, 104};
+  std::vector<std::vector<float>> grads;
+  for (const char* file : {"tiny-7v0.model.safetensors", "tiny-7v0.model.pth", "tiny-7v0.rwkvcpp.bin"}) {
+    rwkv::train::with_network(data_path(file), [&](auto& net) {
+      net.loss_and_gradients(inputs, targets);
+      std::vector<float> all;
+      for (const auto& p : net.parameters().all()) all.insert(all.end(), p.grad.data(), p.grad.data() + p.grad.size());
+      grads.push_back(std::move(all));
+      return 0;
+    });
+  }
+  BOOST_REQUIRE_EQUAL(grads.size(), 3u);
+  BOOST_CHECK_GT(grads[0].size(), 800'000u);
+  check_gradient(grads[1].data(), grads[0], "pth");
+  check_gradient(grads[2].data(), grads[0], "rwkv.cpp");
+}
+
+BOOST_AUTO_TEST_CASE(bad_input_is_a_clear_error) {
+  auto net = rwkv::train::network<rwkv::train::v7::layer>::load(data_path("v7-dev.model.safetensors"));
+  auto message_has = [](const std::string& part) {
+    return [part](const rwkv::error& e) {
+      const bool ok = std::string(e.what()).find(part) != std::string::npos;
+      if (!ok) BOOST_TEST_MESSAGE("message: " << e.what());
+      return ok;
+    };
+  };
+  const std::vector<std::int32_t> ok{1, 2, 3}, bad{1, 512, 3}, negative{-1, 2, 3}, short_{1, 2};
+  BOOST_CHECK_EXCEPTION(net.loss_and_gradients(bad, ok), rwkv::error, message_has("token id 512 is out of range"));
+  BOOST_CHECK_EXCEPTION(net.loss_and_gradients(ok, bad), rwkv::error, message_has("token id 512 is out of range"));
+  BOOST_CHECK_EXCEPTION(net.loss_and_gradients(negative, ok), rwkv::error, message_has("token id -1"));
+  BOOST_CHECK_EXCEPTION(net.loss_and_gradients(ok, short_), rwkv::error, message_has("differ in length"));
+  BOOST_CHECK_EXCEPTION(net.loss_and_gradients({}, {}), rwkv::error, message_has("at least one input token"));
+  auto s = net.zero_state();
+  s.tensors[1].pop_back();
+  BOOST_CHECK_EXCEPTION(net.loss_and_gradients(ok, ok, rwkv::train::form::sequence, &s), rwkv::error,
+                        message_has("initial state tensor 1"));
+  // A state file of another model: the RWKV-7 golden's init_state read for the tiny 12-layer model.
+  auto tiny = rwkv::train::network<rwkv::train::v7::layer>::load(data_path("tiny-7v0.model.safetensors"));
+  BOOST_CHECK_EXCEPTION(rwkv::train::read_state(data_path("v7-dev.grad.safetensors"), tiny.zero_state()), rwkv::error,
+                        message_has("does not match this model"));
+  // A version without a backward yet is named, not mis-trained.
+  BOOST_CHECK_EXCEPTION(rwkv::train::with_network(data_path("v4-dev.model.safetensors"), [](auto&) { return 0; }),
+                        rwkv::error, message_has("training RWKV-4 is not implemented yet"));
+}
