@@ -42,7 +42,7 @@ constexpr const char* usage_text = R"(usage:
                   [--threads N] [--state-in FILE] [--state-out FILE]
   rwkv-cli grad MODEL --tokens 1,2,3 [--init-state FILE] [--mode step|sequence] --out FILE.safetensors
                   loss = mean cross-entropy of tokens[t+1] after tokens[0..t]; writes loss, grad.<tensor>
-                  and, with --init-state, grad_state.<i> (RWKV-7)
+                  and, with --init-state (reference layout), grad_state.<i>
   rwkv-cli generate [MODEL] [--prompt TEXT] [SAMPLING]
   rwkv-cli chat [MODEL] [SAMPLING]
   rwkv-cli convert MODEL --out OUT.safetensors [--dtype f32|bf16|f16]
@@ -225,7 +225,7 @@ int cmd_grad(int argc, char** argv) {
     const auto form = mode == "step" ? rwkv::train::form::step : rwkv::train::form::sequence;
     std::optional<rwkv::train::state> init, d_init;
     if (auto path = a.get("--init-state")) {
-      init = rwkv::train::read_state(*path, net.zero_state());
+      init = rwkv::train::read_state(*path, net.initial_state());
       d_init.emplace();
     }
     const double loss =

@@ -12,6 +12,9 @@
 #include "rwkv/train/network.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/parameters.hpp"
+#include "rwkv/train/v4.hpp"
+#include "rwkv/train/v5.hpp"
+#include "rwkv/train/v6.hpp"
 #include "rwkv/train/v7.hpp"
 
 namespace rwkv::train {
@@ -22,15 +25,26 @@ decltype(auto) with_network(const std::filesystem::path& path, F&& f) {
   const auto ck = io::open_checkpoint(path);
   const auto version = detect_version(ck.tensors, ck.path);
   switch (version) {
+    case arch_version::v4: {
+      auto net = network<v4::layer>::from(ck);
+      return std::forward<F>(f)(net);
+    }
+    case arch_version::v5_0:
+    case arch_version::v5_1:
+    case arch_version::v5_2: {
+      auto net = network<v5::layer>::from(ck);
+      return std::forward<F>(f)(net);
+    }
+    case arch_version::v6: {
+      auto net = network<v6::layer>::from(ck);
+      return std::forward<F>(f)(net);
+    }
     case arch_version::v7: {
       auto net = network<v7::layer>::from(ck);
       return std::forward<F>(f)(net);
     }
-    default:
-      throw error(std::string("training RWKV-") + version_name(version) +
-                      " is not implemented yet (the backward passes exist for RWKV-7)",
-                  ck.path);
   }
+  throw error("unknown RWKV version", ck.path);
 }
 
 }  // namespace rwkv::train

@@ -380,5 +380,20 @@ BOOST_AUTO_TEST_CASE(grad_reproduces_the_reference_gradients) {
   }
   check_one_line_error(run("grad " + data_path("v7-dev.model.safetensors") + " --tokens 1 --out /tmp/x.safetensors"));
   check_one_line_error(run("grad " + data_path("v7-dev.model.safetensors") + " --tokens 1,999 --out /tmp/x"));
-  check_one_line_error(run("grad " + data_path("v4-dev.model.safetensors") + " --tokens 1,2 --out /tmp/x"));
+  check_one_line_error(run("grad " + data_path("missing.safetensors") + " --tokens 1,2 --out /tmp/x"));
+  // Every version, through version detection: the loss from the golden's initial state.
+  for (const std::string name : {"v4-dev", "v5.1-dev", "v5.2-dev", "v6-dev"}) {
+    const auto g = rwkv::io::safetensors_file::open(data_path(name + ".grad.safetensors"));
+    const auto out = temp_file("grad_" + name + ".safetensors");
+    const auto r =
+        run("grad " + data_path(name + ".model.safetensors") + " --tokens " + join(rwkv::test::ints(g.at("tokens"))) +
+            " --init-state " + data_path(name + ".grad.safetensors") + " --out " + out.string());
+    BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+    const auto got = rwkv::io::safetensors_file::open(out);
+    const auto want = floats(g.at("loss_from_state"))[0];
+    BOOST_CHECK_SMALL(floats(got.at("loss"))[0] - want, 1e-5f * want);
+    const auto want_s = floats(g.at("grad_state.1"));
+    check_close(floats(got.at("grad_state.1")), want_s, scaled(want_s), name + " grad_state.1");
+    fs::remove(out);
+  }
 }

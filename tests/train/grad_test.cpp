@@ -1,8 +1,11 @@
-// Training gradients against the official reference (tests/data/*.grad.safetensors, evaluated in float64 with
-// autograd through the reference's own load-time transforms): the loss, the gradient of every checkpoint tensor,
-// and the gradient of a random initial state, in the sequence form and token by token.
+// Training gradients of RWKV-4, 5.1, 5.2, 6 and 7 against the official reference (tests/data/*.grad.safetensors,
+// evaluated in float64 with autograd through the reference's own load-time transforms): the loss, the gradient of
+// every checkpoint tensor, and the gradient of a random initial state, in the sequence form and token by token.
 #define BOOST_TEST_MODULE train_grad
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -10,6 +13,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "../support/golden.hpp"
+#include "rwkv/quantize.hpp"
 #include "rwkv/train.hpp"
 
 namespace {
@@ -64,7 +68,7 @@ void check_against_golden(const std::string& case_name, rwkv::train::form form) 
   BOOST_CHECK_GT(checked, 30u);
 
   // From a random initial state: the state-tuning gradient.
-  auto init = net.zero_state();
+  auto init = net.initial_state();
   for (std::size_t i = 0; i < init.tensors.size(); ++i) init.tensors[i] = g.floats("init_state." + std::to_string(i));
   rwkv::train::state d_init;
   net.parameters().zero_grad();
@@ -79,43 +83,56 @@ void check_against_golden(const std::string& case_name, rwkv::train::form form) 
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(v7_sequence_form_matches_the_reference_gradients) {
-  check_against_golden<rwkv::train::v7::layer>("v7-dev", rwkv::train::form::sequence);
-}
+#define RWKV_GRAD_CASE(name, layer, file)                                        \
+  BOOST_AUTO_TEST_CASE(name##_sequence_form_matches_the_reference_gradients) {   \
+    check_against_golden<rwkv::train::layer>(file, rwkv::train::form::sequence); \
+  }                                                                              \
+  BOOST_AUTO_TEST_CASE(name##_step_form_matches_the_reference_gradients) {       \
+    check_against_golden<rwkv::train::layer>(file, rwkv::train::form::step);     \
+  }
 
-BOOST_AUTO_TEST_CASE(v7_step_form_matches_the_reference_gradients) {
-  check_against_golden<rwkv::train::v7::layer>("v7-dev", rwkv::train::form::step);
-}
+RWKV_GRAD_CASE(v4, v4::layer, "v4-dev")
+RWKV_GRAD_CASE(v5_1, v5::layer, "v5.1-dev")
+RWKV_GRAD_CASE(v5_2, v5::layer, "v5.2-dev")
+RWKV_GRAD_CASE(v6, v6::layer, "v6-dev")
+RWKV_GRAD_CASE(v7, v7::layer, "v7-dev")
 
-// The golden sequence (16 inputs) is one WKV checkpoint chunk; a longer one crosses chunk boundaries, where the
+// The golden sequences (16 inputs) are one WKV checkpoint chunk; a longer one crosses chunk boundaries, where the
 // backward restarts from a saved state. Its gradients must equal those of the token-by-token form, which saves
 // the state before every token.
-BOOST_AUTO_TEST_CASE(v7_sequence_form_across_wkv_checkpoints_equals_the_step_form) {
-  auto net = rwkv::train::network<rwkv::train::v7::layer>::load(data_path("v7-dev.model.safetensors"));
-  std::vector<std::int32_t> tokens(51);
-  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::int32_t>((i * 131 + 7) % 512);
-  const std::vector<std::int32_t> inputs(tokens.begin(), tokens.end() - 1), targets(tokens.begin() + 1, tokens.end());
-  auto init = net.zero_state();
-  for (auto& t : init.tensors)
-    for (std::size_t j = 0; j < t.size(); ++j) t[j] = std::sin(0.37f * static_cast<float>(j) + 1.f);
-
-  std::vector<std::vector<float>> grads[2];
-  rwkv::train::state d_init[2];
-  double loss[2];
-  for (int f = 0; f < 2; ++f) {
-    net.parameters().zero_grad();
-    loss[f] = net.loss_and_gradients(inputs, targets, f ? rwkv::train::form::step : rwkv::train::form::sequence, &init,
-                                     &d_init[f]);
-    for (const auto& p : net.parameters().all()) grads[f].emplace_back(p.grad.data(), p.grad.data() + p.grad.size());
+BOOST_AUTO_TEST_CASE(sequence_form_across_wkv_checkpoints_equals_the_step_form) {
+  for (const char* file : {"v4-dev", "v5.1-dev", "v5.2-dev", "v6-dev", "v7-dev"}) {
+    BOOST_TEST_CONTEXT(file) {
+      rwkv::train::with_network(data_path(std::string(file) + ".model.safetensors"), [&](auto& net) {
+        std::vector<std::int32_t> tokens(51);
+        for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::int32_t>((i * 131 + 7) % 512);
+        const std::vector<std::int32_t> inputs(tokens.begin(), tokens.end() - 1),
+            targets(tokens.begin() + 1, tokens.end());
+        // The golden file's random initial state, so that the state gradient is not trivially zero anywhere.
+        const auto init =
+            rwkv::train::read_state(data_path(std::string(file) + ".grad.safetensors"), net.initial_state());
+        std::vector<std::vector<float>> grads[2];
+        rwkv::train::state d_init[2];
+        double loss[2];
+        for (int f = 0; f < 2; ++f) {
+          net.parameters().zero_grad();
+          loss[f] = net.loss_and_gradients(inputs, targets, f ? rwkv::train::form::step : rwkv::train::form::sequence,
+                                           &init, &d_init[f]);
+          for (const auto& p : net.parameters().all())
+            grads[f].emplace_back(p.grad.data(), p.grad.data() + p.grad.size());
+        }
+        BOOST_CHECK_SMALL(loss[0] - loss[1], 1e-5 * std::abs(loss[1]));
+        std::size_t i = 0;
+        for (const auto& p : net.parameters().all()) {
+          check_gradient(grads[0][i].data(), grads[1][i], "grad." + p.name);
+          ++i;
+        }
+        for (std::size_t s = 0; s < d_init[0].tensors.size(); ++s)
+          check_gradient(d_init[0].tensors[s].data(), d_init[1].tensors[s], "grad_state." + std::to_string(s));
+        return 0;
+      });
+    }
   }
-  BOOST_CHECK_SMALL(loss[0] - loss[1], 1e-5 * std::abs(loss[1]));
-  std::size_t i = 0;
-  for (const auto& p : net.parameters().all()) {
-    check_gradient(grads[0][i].data(), grads[1][i], "grad." + p.name);
-    ++i;
-  }
-  for (std::size_t s = 0; s < d_init[0].tensors.size(); ++s)
-    check_gradient(d_init[0].tensors[s].data(), d_init[1].tensors[s], "grad_state." + std::to_string(s));
 }
 
 // The same weights in another file format give the same gradients, under the official names and shapes.
@@ -152,15 +169,21 @@ BOOST_AUTO_TEST_CASE(bad_input_is_a_clear_error) {
   BOOST_CHECK_EXCEPTION(net.loss_and_gradients(negative, ok), rwkv::error, message_has("token id -1"));
   BOOST_CHECK_EXCEPTION(net.loss_and_gradients(ok, short_), rwkv::error, message_has("differ in length"));
   BOOST_CHECK_EXCEPTION(net.loss_and_gradients({}, {}), rwkv::error, message_has("at least one input token"));
-  auto s = net.zero_state();
+  auto s = net.initial_state();
   s.tensors[1].pop_back();
   BOOST_CHECK_EXCEPTION(net.loss_and_gradients(ok, ok, rwkv::train::form::sequence, &s), rwkv::error,
                         message_has("initial state tensor 1"));
   // A state file of another model: the RWKV-7 golden's init_state read for the tiny 12-layer model.
   auto tiny = rwkv::train::network<rwkv::train::v7::layer>::load(data_path("tiny-7v0.model.safetensors"));
-  BOOST_CHECK_EXCEPTION(rwkv::train::read_state(data_path("v7-dev.grad.safetensors"), tiny.zero_state()), rwkv::error,
-                        message_has("does not match this model"));
-  // A version without a backward yet is named, not mis-trained.
-  BOOST_CHECK_EXCEPTION(rwkv::train::with_network(data_path("v4-dev.model.safetensors"), [](auto&) { return 0; }),
-                        rwkv::error, message_has("training RWKV-4 is not implemented yet"));
+  BOOST_CHECK_EXCEPTION(rwkv::train::read_state(data_path("v7-dev.grad.safetensors"), tiny.initial_state()),
+                        rwkv::error, message_has("does not match this model"));
+  // Not a checkpoint: named as such.
+  BOOST_CHECK_EXCEPTION(rwkv::train::with_network(data_path("english.txt"), [](auto&) { return 0; }), rwkv::error,
+                        message_has("english.txt"));
+  // Quantized weights cannot be trained.
+  const auto q8 = std::filesystem::temp_directory_path() / ("rwkvpp-train-q8-" + std::to_string(::getpid()));
+  rwkv::quantize_checkpoint(data_path("v7-dev.model.safetensors"), q8, rwkv::storage_choice::q8);
+  BOOST_CHECK_EXCEPTION(rwkv::train::with_network(q8, [](auto&) { return 0; }), rwkv::error,
+                        message_has("training needs the full-precision weights"));
+  std::filesystem::remove(q8);
 }

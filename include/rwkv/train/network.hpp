@@ -5,6 +5,7 @@
 // the state carries from segment to segment and, at the start, gives the gradient of the initial state (state
 // tuning).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -103,8 +104,8 @@ class network {
   const parameter_set& parameters() const noexcept { return params_; }
   const config_type& config() const noexcept { return cfg_; }
 
-  // The zero state (what inference starts from).
-  state zero_state() const {
+  // The state inference starts from: zeros, or what the layer type sets (RWKV-4: p = −1e30).
+  state initial_state() const {
     state s;
     for (std::int64_t l = 0; l < cfg_.n_layer; ++l)
       for (auto& shape : Layer::state_shapes(cfg_)) {
@@ -113,10 +114,12 @@ class network {
         s.tensors.emplace_back(static_cast<std::size_t>(n), 0.f);
         s.shapes.push_back(shape);
       }
+    if constexpr (requires { Layer::initial_state(layer_state(s, 0)); })
+      for (std::size_t l = 0; l < layers_.size(); ++l) Layer::initial_state(layer_state(s, l));
     return s;
   }
 
-  // Mean cross-entropy of the logits after inputs[0..t] against targets[t], from `initial` (the zero state when
+  // Mean cross-entropy of the logits after inputs[0..t] against targets[t], from `initial` (initial_state() when
   // null). Accumulates ∂loss/∂parameter into the parameters' gradients and, when `d_initial` is given, writes
   // ∂loss/∂initial there.
   double loss_and_gradients(std::span<const std::int32_t> inputs, std::span<const std::int32_t> targets,
@@ -128,7 +131,7 @@ class network {
     for (auto t : inputs)
       if (t < 0 || t >= cfg_.vocab)
         throw error("token id " + std::to_string(t) + " is out of range for vocabulary " + std::to_string(cfg_.vocab));
-    state s = initial ? *initial : zero_state();
+    state s = initial ? *initial : initial_state();
     check_state(s);
     const auto T = static_cast<Eigen::Index>(inputs.size());
     const Eigen::Index L = f == form::step ? 1 : T;
@@ -152,7 +155,8 @@ class network {
     row_matrix dlogits;
     const double loss = cross_entropy(logits, targets, dlogits);
 
-    state ds = zero_state();
+    state ds = initial_state();
+    for (auto& t : ds.tensors) std::fill(t.begin(), t.end(), 0.f);
     for (auto i = static_cast<std::ptrdiff_t>(n_seg) - 1; i >= 0; --i) {
       auto& sg = segments_[static_cast<std::size_t>(i)];
       const Eigen::Index t0 = i * L, n = static_cast<Eigen::Index>(sg.tokens.size());
@@ -190,7 +194,7 @@ class network {
   }
 
   void check_state(const state& s) const {
-    const auto want = zero_state();
+    const auto want = initial_state();
     if (s.tensors.size() != want.tensors.size())
       throw error("the initial state has " + std::to_string(s.tensors.size()) + " tensors, this model needs " +
                   std::to_string(want.tensors.size()));

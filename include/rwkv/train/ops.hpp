@@ -99,6 +99,14 @@ inline void unshift_backward(const row_matrix& dprev, row_matrix& dx, std::span<
   Eigen::Map<row_vector>(dfirst.data(), dprev.cols()) += dprev.row(0);
 }
 
+// A state's shift vector was the previous segment's last ln output (row 0's prev) and becomes this segment's last
+// row: ∂L/∂(state after) flows into the last row; row 0's ∂prev is ∂L/∂(state before), written to dshift.
+inline void state_shift_backward(const row_matrix& dprev, row_matrix& dx, std::vector<float>& dshift) {
+  dx.row(dx.rows() - 1) += Eigen::Map<const row_vector>(dshift.data(), dx.cols());
+  std::fill(dshift.begin(), dshift.end(), 0.f);
+  unshift_backward(dprev, dx, dshift);
+}
+
 // ---- Products. `W` is an nn.Linear weight (out x in): y = x·Wᵀ. A LoRA factor (in x rank): y = x·A ----
 
 inline void linear_backward(const row_matrix& dy, const row_matrix& x, parameter& W, row_matrix& dx) {
@@ -109,6 +117,15 @@ inline void linear_backward(const row_matrix& dy, const row_matrix& x, parameter
 inline void lora_backward(const row_matrix& dy, const row_matrix& x, parameter& A, row_matrix& dx) {
   A.grad.noalias() += x.transpose() * dy;
   dx.noalias() += dy * A.value.transpose();
+}
+
+// ---- Activations ----
+
+inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+// d silu(p)/dp = σ(p)·(1 + p·(1 − σ(p)))
+inline float silu_grad(float p) {
+  const float s = sigmoid(p);
+  return s * (1.f + p * (1.f - s));
 }
 
 // ---- Loss ----

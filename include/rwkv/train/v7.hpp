@@ -30,8 +30,6 @@ inline constexpr float group_norm_eps = 64e-5f;
 inline constexpr float layer_norm_eps = 1e-5f;
 inline constexpr Eigen::Index wkv_checkpoint = 16;
 
-inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
-
 class layer {
  public:
   using config_type = rwkv::v7::Config;
@@ -155,7 +153,7 @@ class layer {
     linear_backward(dpre, tp.xk2, *f_key_, dxk2);
     row_matrix dh2 = row_matrix::Zero(T, C_), dprev2 = row_matrix::Zero(T, C_);
     mix_backward(dxk2, tp.h2, tp.prev2, *f_x_k_, dh2, dprev2);
-    shift_state_backward(dprev2, dh2, dstate[2]);
+    state_shift_backward(dprev2, dh2, dstate[2]);
     row_matrix dln;
     norm_backward(dh2, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);
     dx += dln;
@@ -253,7 +251,7 @@ class layer {
     mix_backward(dxr, tp.h, tp.prev, *x_r_, dh, dprev), mix_backward(dxw, tp.h, tp.prev, *x_w_, dh, dprev);
     mix_backward(dxk, tp.h, tp.prev, *x_k_, dh, dprev), mix_backward(dxv, tp.h, tp.prev, *x_v_, dh, dprev);
     mix_backward(dxa, tp.h, tp.prev, *x_a_, dh, dprev), mix_backward(dxg, tp.h, tp.prev, *x_g_, dh, dprev);
-    shift_state_backward(dprev, dh, dstate[0]);
+    state_shift_backward(dprev, dh, dstate[0]);
     norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);
     dx += dln;
   }
@@ -262,15 +260,6 @@ class layer {
   void check_v_first(const segment_context& seg, Eigen::Index T) const {
     if (seg.v_first.rows() != T || seg.v_first.cols() != C_)
       throw error("RWKV-7 training: a layer above 0 ran before layer 0 defined v_first for this segment");
-  }
-
-  // The state's shift vector was the previous token's ln output (row 0's prev) and becomes the last row's:
-  // ∂L/∂(state after) flows into the last row; row 0's ∂prev is ∂L/∂(state before).
-  static void shift_state_backward(const row_matrix& dprev, row_matrix& dh, std::vector<float>& dshift) {
-    const auto C = dh.cols();
-    dh.row(dh.rows() - 1) += Eigen::Map<const row_vector>(dshift.data(), C);
-    std::fill(dshift.begin(), dshift.end(), 0.f);
-    unshift_backward(dprev, dh, dshift);
   }
 
   // One recurrence step of every head on S (H·N·N, [h][value][key]); writes sa (C) and y (C) when given.
