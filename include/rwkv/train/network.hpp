@@ -119,11 +119,10 @@ class network {
     return s;
   }
 
-  // Mean cross-entropy of the logits after inputs[0..t] against targets[t], from `initial` (initial_state() when
-  // null). Accumulates ∂loss/∂parameter into the parameters' gradients and, when `d_initial` is given, writes
-  // ∂loss/∂initial there.
-  double loss_and_gradients(std::span<const std::int32_t> inputs, std::span<const std::int32_t> targets,
-                            form f = form::sequence, const state* initial = nullptr, state* d_initial = nullptr) {
+  // The loss alone (mean cross-entropy of the logits after inputs[0..t] against targets[t]), from `initial`
+  // (initial_state() when null); the final state is written back to `final` when given. No gradient is computed.
+  double loss(std::span<const std::int32_t> inputs, std::span<const std::int32_t> targets, form f = form::sequence,
+              const state* initial = nullptr, state* final = nullptr) {
     if (inputs.empty()) throw error("training needs at least one input token");
     if (inputs.size() != targets.size())
       throw error("inputs and targets differ in length (" + std::to_string(inputs.size()) + " vs " +
@@ -151,10 +150,29 @@ class network {
       norm_forward(y, *ln_out_w_, *ln_out_b_, cfg_.n_embd, ln_eps, sg.xo, sg.ln_out);
       logits.middleRows(t0, n).noalias() = sg.xo * head_->value.transpose();
     }
+    if (final) *final = s;
 
-    row_matrix dlogits;
-    const double loss = cross_entropy(logits, targets, dlogits);
+    const double loss = cross_entropy(logits, targets, dlogits_);
+    L_ = L;
+    return loss;
+  }
 
+  // Mean cross-entropy of the logits after inputs[0..t] against targets[t], from `initial` (initial_state() when
+  // null). Accumulates ∂loss/∂parameter into the parameters' gradients and, when `d_initial` is given, writes
+  // ∂loss/∂initial there.
+  double loss_and_gradients(std::span<const std::int32_t> inputs, std::span<const std::int32_t> targets,
+                            form f = form::sequence, const state* initial = nullptr, state* d_initial = nullptr) {
+    const double l = loss(inputs, targets, f, initial);
+    backward(d_initial);
+    return l;
+  }
+
+ private:
+  // The backward of the last loss(): segments from the last, the state gradient carried between them.
+  void backward(state* d_initial) {
+    const auto& dlogits = dlogits_;
+    const Eigen::Index L = L_;
+    const auto n_seg = segments_.size();
     state ds = initial_state();
     for (auto& t : ds.tensors) std::fill(t.begin(), t.end(), 0.f);
     for (auto i = static_cast<std::ptrdiff_t>(n_seg) - 1; i >= 0; --i) {
@@ -174,10 +192,8 @@ class network {
       for (Eigen::Index t = 0; t < n; ++t) emb_->grad.row(sg.tokens[static_cast<std::size_t>(t)]) += demb.row(t);
     }
     if (d_initial) *d_initial = std::move(ds);
-    return loss;
   }
 
- private:
   static constexpr float ln_eps = 1e-5f;
 
   struct segment {
@@ -209,6 +225,8 @@ class network {
   parameter *emb_, *ln0_w_, *ln0_b_, *ln_out_w_, *ln_out_b_, *head_;
   std::vector<Layer> layers_;
   std::vector<segment> segments_;
+  row_matrix dlogits_;
+  Eigen::Index L_ = 0;
 };
 
 }  // namespace rwkv::train
