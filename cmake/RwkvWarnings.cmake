@@ -16,7 +16,9 @@ function(rwkv_strict target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Werror)
   rwkv_native(${target})
   if(RWKV_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=${RWKV_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    # RWKV_SANITIZE_OPTIONS come last: a -fno-sanitize=... before -fsanitize=undefined would be undone by it.
+    target_compile_options(${target} PRIVATE -fsanitize=${RWKV_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all
+                                             ${RWKV_SANITIZE_OPTIONS})
     target_link_options(${target} PRIVATE -fsanitize=${RWKV_SANITIZE})
   endif()
 endfunction()
