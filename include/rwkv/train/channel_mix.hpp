@@ -1,6 +1,6 @@
 #pragma once
-// The trainable channel mix of RWKV-4, 5 and 6 (spec/v4.md (b), v6.md (b)):
-//   out = σ(W_r·x_r) ⊙ (W_v · relu²(W_k·x_k)),
+// The trainable channel-mix half of an RWKV-4, 5 or 6 block (spec/v4.md (b), v6.md (b)): x += CM(ln2(x)) with
+//   CM(x') = σ(W_r·x_r) ⊙ (W_v · relu²(W_k·x_k)),
 // its token-shift mixes x_k, x_r in the v4/v5 form (x·μ + prev·(1 − μ)) or the v6 form (x + (prev − x)·μ).
 
 #include <cstdint>
@@ -39,21 +39,28 @@ inline void form_mix_backward(mix_form f, const row_matrix& dout, const row_matr
 
 class receptance_channel_mix {
  public:
-  receptance_channel_mix(parameter_set& ps, const std::string& prefix, std::int64_t C, std::int64_t F, mix_form form,
+  static constexpr float layer_norm_eps = 1e-5f;
+
+  // block: "blocks.<i>."; ln2 and ffn.* are read from it.
+  receptance_channel_mix(parameter_set& ps, const std::string& block, std::int64_t C, std::int64_t F, mix_form form,
                          const char* mix_k, const char* mix_r)
       : form_(form), C_(C) {
+    ln2_w_ = &ps.get(block + "ln2.weight", 1, C), ln2_b_ = &ps.get(block + "ln2.bias", 1, C);
+    const auto prefix = block + "ffn.";
     mu_k_ = &ps.get(prefix + mix_k, 1, C), mu_r_ = &ps.get(prefix + mix_r, 1, C);
     W_k_ = &ps.get(prefix + "key.weight", F, C), W_r_ = &ps.get(prefix + "receptance.weight", C, C);
     W_v_ = &ps.get(prefix + "value.weight", C, F);
   }
 
   struct tape {
+    norm_record ln2;
     row_matrix x, prev, xk, xr, pre, kk, rr, kv;
   };
 
-  // x: the ln2 output (T x C); `shift` is advanced to its last row. Writes out.
-  void forward(const row_matrix& x, std::vector<float>& shift, tape& tp, row_matrix& out) const {
-    tp.x = x;
+  // residual: the block's stream (T x C), to which CM(ln2(residual)) is added. `shift` is advanced.
+  void forward(row_matrix& residual, std::vector<float>& shift, tape& tp) const {
+    norm_forward(residual, *ln2_w_, *ln2_b_, C_, layer_norm_eps, tp.x, tp.ln2);
+    const auto& x = tp.x;
     tp.prev = shifted(x, shift);
     form_mix_forward(form_, x, tp.prev, *mu_k_, tp.xk);
     form_mix_forward(form_, x, tp.prev, *mu_r_, tp.xr);
@@ -61,12 +68,13 @@ class receptance_channel_mix {
     tp.kk = tp.pre.array().max(0.f).square();
     tp.kv.noalias() = tp.kk * W_v_->value.transpose();
     tp.rr = (tp.xr * W_r_->value.transpose()).unaryExpr([](float q) { return sigmoid(q); });
-    out = tp.rr.cwiseProduct(tp.kv);
+    residual += tp.rr.cwiseProduct(tp.kv);
     Eigen::Map<row_vector>(shift.data(), C_) = x.row(x.rows() - 1);
   }
 
-  // dout: ∂L/∂out. Writes dx = ∂L/∂x; dshift: ∂L/∂(shift after) in, ∂L/∂(shift before) out.
-  void backward(const row_matrix& dout, std::vector<float>& dshift, const tape& tp, row_matrix& dx) {
+  // dout: ∂L/∂(residual after), becomes ∂L/∂(residual before). dshift: ∂L/∂(shift after) in, ∂L/∂(shift before)
+  // out.
+  void backward(row_matrix& dout, std::vector<float>& dshift, const tape& tp) {
     const auto T = dout.rows();
     const row_matrix dkv = dout.cwiseProduct(tp.rr);
     const row_matrix dpr = dout.array() * tp.kv.array() * tp.rr.array() * (1.f - tp.rr.array());
@@ -76,17 +84,18 @@ class receptance_channel_mix {
     W_v_->grad.noalias() += dkv.transpose() * tp.kk;
     const row_matrix dpre = 2.f * dkk.array() * tp.pre.array().max(0.f);
     linear_backward(dpre, tp.xk, *W_k_, dxk);
-    dx = row_matrix::Zero(T, C_);
-    row_matrix dprev = row_matrix::Zero(T, C_);
+    row_matrix dx = row_matrix::Zero(T, C_), dprev = row_matrix::Zero(T, C_), dln;
     form_mix_backward(form_, dxk, tp.x, tp.prev, *mu_k_, dx, dprev);
     form_mix_backward(form_, dxr, tp.x, tp.prev, *mu_r_, dx, dprev);
     state_shift_backward(dprev, dx, dshift);
+    norm_backward(dx, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);
+    dout += dln;
   }
 
  private:
   mix_form form_;
   std::int64_t C_;
-  parameter *mu_k_, *mu_r_, *W_k_, *W_r_, *W_v_;
+  parameter *ln2_w_, *ln2_b_, *mu_k_, *mu_r_, *W_k_, *W_r_, *W_v_;
 };
 
 }  // namespace rwkv::train

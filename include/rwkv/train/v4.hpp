@@ -38,12 +38,11 @@ class layer {
   layer(parameter_set& ps, const config_type& c, std::int64_t index)
       : C_(c.n_embd),
         A_(c.dim_att),
-        ffn_(ps, "blocks." + std::to_string(index) + ".ffn.", c.n_embd, c.dim_ffn, mix_form::current, "time_mix_k",
+        ffn_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, mix_form::current, "time_mix_k",
              "time_mix_r") {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n, std::int64_t size) { return &ps.get(p + n, 1, size); };
-    ln1_w_ = vec("ln1.weight", C_), ln1_b_ = vec("ln1.bias", C_), ln2_w_ = vec("ln2.weight", C_);
-    ln2_b_ = vec("ln2.bias", C_);
+    ln1_w_ = vec("ln1.weight", C_), ln1_b_ = vec("ln1.bias", C_);
     mu_k_ = vec("att.time_mix_k", C_), mu_v_ = vec("att.time_mix_v", C_), mu_r_ = vec("att.time_mix_r", C_);
     decay_ = vec("att.time_decay", A_), first_ = vec("att.time_first", A_);
     W_k_ = &ps.get(p + "att.key.weight", A_, C_), W_v_ = &ps.get(p + "att.value.weight", A_, C_);
@@ -51,8 +50,8 @@ class layer {
   }
 
   struct tape {
-    norm_record ln1, ln2;
-    row_matrix h, prev, xk, xv, xr, k, v, r, y, ry, h2, ffn_out;
+    norm_record ln1;
+    row_matrix h, prev, xk, xv, xr, k, v, r, y, ry;
     std::vector<std::vector<float>> checkpoints;  // (a, b, p) before every wkv_checkpoint-th token, 3·A each
     receptance_channel_mix::tape ffn;
   };
@@ -80,17 +79,13 @@ class layer {
     x.noalias() += tp.ry * W_o_->value.transpose();
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
 
-    norm_forward(x, *ln2_w_, *ln2_b_, C_, layer_norm_eps, tp.h2, tp.ln2);
-    ffn_.forward(tp.h2, state[4], tp.ffn, tp.ffn_out);
-    x += tp.ffn_out;
+    ffn_.forward(x, state[4], tp.ffn);
   }
 
   void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp) {
     const auto T = dx.rows();
-    row_matrix dh2, dln;
-    ffn_.backward(dx, dstate[4], tp.ffn, dh2);
-    norm_backward(dh2, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);
-    dx += dln;
+    ffn_.backward(dx, dstate[4], tp.ffn);
+    row_matrix dln;
 
     const row_matrix dry = dx * W_o_->value;
     W_o_->grad.noalias() += dx.transpose() * tp.ry;
@@ -194,7 +189,7 @@ class layer {
 
   std::int64_t C_, A_;
   receptance_channel_mix ffn_;
-  parameter *ln1_w_, *ln1_b_, *ln2_w_, *ln2_b_, *mu_k_, *mu_v_, *mu_r_, *decay_, *first_;
+  parameter *ln1_w_, *ln1_b_, *mu_k_, *mu_v_, *mu_r_, *decay_, *first_;
   parameter *W_k_, *W_v_, *W_r_, *W_o_;
 };
 

@@ -37,11 +37,11 @@ class layer {
         N_(c.head_size),
         gate_(c.gate),
         wkv_(c.n_head, c.head_size),
-        ffn_(ps, "blocks." + std::to_string(index) + ".ffn.", c.n_embd, c.dim_ffn, mix_form::current, "time_mix_k",
+        ffn_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, mix_form::current, "time_mix_k",
              "time_mix_r") {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n) { return &ps.get(p + n, 1, C_); };
-    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias"), ln2_w_ = vec("ln2.weight"), ln2_b_ = vec("ln2.bias");
+    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias");
     mu_k_ = vec("att.time_mix_k"), mu_v_ = vec("att.time_mix_v"), mu_r_ = vec("att.time_mix_r");
     const auto per = c.decay_per_channel ? N_ : 1;  // values per head of time_decay and the bonus
     decay_ = &ps.get(p + "att.time_decay", per == 1 ? 1 : H_, per == 1 ? H_ : N_);
@@ -55,8 +55,8 @@ class layer {
   }
 
   struct tape {
-    norm_record ln1, ln2, gn;
-    row_matrix h, prev, xk, xv, xr, xg, r, k, v, w, gp, g, y, yn, yo, h2, ffn_out;
+    norm_record ln1, gn;
+    row_matrix h, prev, xk, xv, xr, xg, r, k, v, w, gp, g, y, yn, yo;
     std::vector<float> u;
     wkv5_op::tape wkv;
     receptance_channel_mix::tape ffn;
@@ -92,17 +92,13 @@ class layer {
     x.noalias() += tp.yo * W_o_->value.transpose();
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
 
-    norm_forward(x, *ln2_w_, *ln2_b_, C_, layer_norm_eps, tp.h2, tp.ln2);
-    ffn_.forward(tp.h2, state[2], tp.ffn, tp.ffn_out);
-    x += tp.ffn_out;
+    ffn_.forward(x, state[2], tp.ffn);
   }
 
   void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp) {
     const auto T = dx.rows();
-    row_matrix dh2, dln;
-    ffn_.backward(dx, dstate[2], tp.ffn, dh2);
-    norm_backward(dh2, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);
-    dx += dln;
+    ffn_.backward(dx, dstate[2], tp.ffn);
+    row_matrix dln;
 
     const row_matrix dyo = dx * W_o_->value;
     W_o_->grad.noalias() += dx.transpose() * tp.yo;
@@ -157,7 +153,7 @@ class layer {
   bool gate_, bonus_exp_ = true;
   wkv5_op wkv_;
   receptance_channel_mix ffn_;
-  parameter *ln1_w_, *ln1_b_, *ln2_w_, *ln2_b_, *mu_k_, *mu_v_, *mu_r_, *mu_g_ = nullptr;
+  parameter *ln1_w_, *ln1_b_, *mu_k_, *mu_v_, *mu_r_, *mu_g_ = nullptr;
   parameter *decay_, *bonus_, *W_r_, *W_k_, *W_v_, *W_o_, *W_g_ = nullptr, *lnx_w_, *lnx_b_;
 };
 

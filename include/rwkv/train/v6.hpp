@@ -37,11 +37,11 @@ class layer {
         N_(c.head_size),
         D_(c.d_mix),
         wkv_(c.n_head, c.head_size),
-        ffn_(ps, "blocks." + std::to_string(index) + ".ffn.", c.n_embd, c.dim_ffn, mix_form::previous, "time_maa_k",
+        ffn_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, mix_form::previous, "time_maa_k",
              "time_maa_r") {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n) { return &ps.get(p + n, 1, C_); };
-    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias"), ln2_w_ = vec("ln2.weight"), ln2_b_ = vec("ln2.bias");
+    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias");
     mu_x_ = vec("att.time_maa_x");
     const char* names[slots] = {"att.time_maa_w", "att.time_maa_k", "att.time_maa_v", "att.time_maa_r",
                                 "att.time_maa_g"};
@@ -57,9 +57,9 @@ class layer {
   }
 
   struct tape {
-    norm_record ln1, ln2, gn;
+    norm_record ln1, gn;
     row_matrix h, prev, delta, xbar, zz, m[slots], xs[slots];  // xs: x_w, x_k, x_v, x_r, x_g
-    row_matrix r, k, v, gp, g, hd, dd, w, y, yn, yo, h2, ffn_out;
+    row_matrix r, k, v, gp, g, hd, dd, w, y, yn, yo;
     wkv5_op::tape wkv;
     receptance_channel_mix::tape ffn;
   };
@@ -89,17 +89,13 @@ class layer {
     x.noalias() += tp.yo * W_o_->value.transpose();
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
 
-    norm_forward(x, *ln2_w_, *ln2_b_, C_, layer_norm_eps, tp.h2, tp.ln2);
-    ffn_.forward(tp.h2, state[2], tp.ffn, tp.ffn_out);
-    x += tp.ffn_out;
+    ffn_.forward(x, state[2], tp.ffn);
   }
 
   void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp) {
     const auto T = dx.rows();
-    row_matrix dh2, dln;
-    ffn_.backward(dx, dstate[2], tp.ffn, dh2);
-    norm_backward(dh2, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);
-    dx += dln;
+    ffn_.backward(dx, dstate[2], tp.ffn);
+    row_matrix dln;
 
     const row_matrix dyo = dx * W_o_->value;
     W_o_->grad.noalias() += dx.transpose() * tp.yo;
@@ -153,7 +149,7 @@ class layer {
   std::int64_t C_, H_, N_, D_;
   wkv5_op wkv_;
   receptance_channel_mix ffn_;
-  parameter *ln1_w_, *ln1_b_, *ln2_w_, *ln2_b_, *mu_x_, *mu_[slots], *M1_, *M2_, *d0_, *Wd1_, *Wd2_, *u_;
+  parameter *ln1_w_, *ln1_b_, *mu_x_, *mu_[slots], *M1_, *M2_, *d0_, *Wd1_, *Wd2_, *u_;
   parameter *W_r_, *W_k_, *W_v_, *W_g_, *W_o_, *lnx_w_, *lnx_b_;
 };
 
