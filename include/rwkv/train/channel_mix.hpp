@@ -1,7 +1,7 @@
 #pragma once
-// The trainable channel-mix half of an RWKV-4, 5 or 6 block (spec/v4.md (b), v6.md (b)): x += CM(ln2(x)) with
-//   CM(x') = σ(W_r·x_r) ⊙ (W_v · relu²(W_k·x_k)),
-// its token-shift mixes x_k, x_r in the v4/v5 form (x·μ + prev·(1 − μ)) or the v6 form (x + (prev − x)·μ).
+// The trainable channel-mix half of a block (spec/v4.md (b), v6.md (b), v7.md (b)): x += CM(ln2(x)) with
+//   CM(x') = σ(W_r·x_r) ⊙ (W_v · relu²(W_k·x_k))   (RWKV-4, 5, 6),   CM(x') = W_v · relu²(W_k·x_k)   (RWKV-7),
+// its token-shift mixes in the v4/v5 form (x·μ + prev·(1 − μ)) or the v6/v7 form (x + (prev − x)·μ).
 
 #include <cstdint>
 #include <span>
@@ -37,19 +37,17 @@ inline void form_mix_backward(mix_form f, const row_matrix& dout, const row_matr
     mix_backward(dout, x, prev, mu, dx, dprev);
 }
 
-class receptance_channel_mix {
+class squared_relu_channel_mix {
  public:
-  static constexpr float layer_norm_eps = 1e-5f;
-
-  // block: "blocks.<i>."; ln2 and ffn.* are read from it.
-  receptance_channel_mix(parameter_set& ps, const std::string& block, std::int64_t C, std::int64_t F, mix_form form,
-                         const char* mix_k, const char* mix_r)
+  // block: "blocks.<i>."; ln2 and ffn.* are read from it. mix_r null: no receptance (RWKV-7).
+  squared_relu_channel_mix(parameter_set& ps, const std::string& block, std::int64_t C, std::int64_t F, mix_form form,
+                           const char* mix_k, const char* mix_r)
       : form_(form), C_(C) {
     ln2_w_ = &ps.get(block + "ln2.weight", 1, C), ln2_b_ = &ps.get(block + "ln2.bias", 1, C);
     const auto prefix = block + "ffn.";
-    mu_k_ = &ps.get(prefix + mix_k, 1, C), mu_r_ = &ps.get(prefix + mix_r, 1, C);
-    W_k_ = &ps.get(prefix + "key.weight", F, C), W_r_ = &ps.get(prefix + "receptance.weight", C, C);
-    W_v_ = &ps.get(prefix + "value.weight", C, F);
+    mu_k_ = &ps.get(prefix + mix_k, 1, C);
+    W_k_ = &ps.get(prefix + "key.weight", F, C), W_v_ = &ps.get(prefix + "value.weight", C, F);
+    if (mix_r) mu_r_ = &ps.get(prefix + mix_r, 1, C), W_r_ = &ps.get(prefix + "receptance.weight", C, C);
   }
 
   struct tape {
@@ -63,12 +61,16 @@ class receptance_channel_mix {
     const auto& x = tp.x;
     tp.prev = shifted(x, shift);
     form_mix_forward(form_, x, tp.prev, *mu_k_, tp.xk);
-    form_mix_forward(form_, x, tp.prev, *mu_r_, tp.xr);
     tp.pre.noalias() = tp.xk * W_k_->value.transpose();
     tp.kk = tp.pre.array().max(0.f).square();
     tp.kv.noalias() = tp.kk * W_v_->value.transpose();
-    tp.rr = (tp.xr * W_r_->value.transpose()).unaryExpr([](float q) { return sigmoid(q); });
-    residual += tp.rr.cwiseProduct(tp.kv);
+    if (W_r_) {
+      form_mix_forward(form_, x, tp.prev, *mu_r_, tp.xr);
+      tp.rr = (tp.xr * W_r_->value.transpose()).unaryExpr([](float q) { return sigmoid(q); });
+      residual += tp.rr.cwiseProduct(tp.kv);
+    } else {
+      residual += tp.kv;
+    }
     Eigen::Map<row_vector>(shift.data(), C_) = x.row(x.rows() - 1);
   }
 
@@ -76,17 +78,20 @@ class receptance_channel_mix {
   // out.
   void backward(row_matrix& dout, std::vector<float>& dshift, const tape& tp) {
     const auto T = dout.rows();
-    const row_matrix dkv = dout.cwiseProduct(tp.rr);
-    const row_matrix dpr = dout.array() * tp.kv.array() * tp.rr.array() * (1.f - tp.rr.array());
-    row_matrix dxr = row_matrix::Zero(T, C_), dxk = row_matrix::Zero(T, C_);
-    linear_backward(dpr, tp.xr, *W_r_, dxr);
-    const row_matrix dkk = dkv * W_v_->value;
-    W_v_->grad.noalias() += dkv.transpose() * tp.kk;
+    row_matrix dx = row_matrix::Zero(T, C_), dprev = row_matrix::Zero(T, C_), dln;
+    row_matrix dkv = dout;
+    if (W_r_) {
+      dkv = dout.cwiseProduct(tp.rr);
+      const row_matrix dpr = dout.array() * tp.kv.array() * tp.rr.array() * (1.f - tp.rr.array());
+      row_matrix dxr = row_matrix::Zero(T, C_);
+      linear_backward(dpr, tp.xr, *W_r_, dxr);
+      form_mix_backward(form_, dxr, tp.x, tp.prev, *mu_r_, dx, dprev);
+    }
+    row_matrix dkk = row_matrix::Zero(T, W_v_->value.cols()), dxk = row_matrix::Zero(T, C_);
+    linear_backward(dkv, tp.kk, *W_v_, dkk);
     const row_matrix dpre = 2.f * dkk.array() * tp.pre.array().max(0.f);
     linear_backward(dpre, tp.xk, *W_k_, dxk);
-    row_matrix dx = row_matrix::Zero(T, C_), dprev = row_matrix::Zero(T, C_), dln;
     form_mix_backward(form_, dxk, tp.x, tp.prev, *mu_k_, dx, dprev);
-    form_mix_backward(form_, dxr, tp.x, tp.prev, *mu_r_, dx, dprev);
     state_shift_backward(dprev, dx, dshift);
     norm_backward(dx, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);
     dout += dln;
@@ -95,7 +100,7 @@ class receptance_channel_mix {
  private:
   mix_form form_;
   std::int64_t C_;
-  parameter *ln2_w_, *ln2_b_, *mu_k_, *mu_r_, *W_k_, *W_r_, *W_v_;
+  parameter *ln2_w_, *ln2_b_, *mu_k_, *W_k_, *W_v_, *mu_r_ = nullptr, *W_r_ = nullptr;
 };
 
 }  // namespace rwkv::train

@@ -145,9 +145,9 @@ class network {
       sg.tapes.resize(layers_.size());
       row_matrix x(n, cfg_.n_embd), y;
       for (Eigen::Index t = 0; t < n; ++t) x.row(t) = emb_->value.row(sg.tokens[static_cast<std::size_t>(t)]);
-      norm_forward(x, *ln0_w_, *ln0_b_, cfg_.n_embd, ln_eps, y, sg.ln0);
+      norm_forward(x, *ln0_w_, *ln0_b_, cfg_.n_embd, layer_norm_eps, y, sg.ln0);
       for (std::size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(y, layer_state(s, l), sg.ctx, sg.tapes[l]);
-      norm_forward(y, *ln_out_w_, *ln_out_b_, cfg_.n_embd, ln_eps, sg.xo, sg.ln_out);
+      norm_forward(y, *ln_out_w_, *ln_out_b_, cfg_.n_embd, layer_norm_eps, sg.xo, sg.ln_out);
       logits.middleRows(t0, n).noalias() = sg.xo * head_->value.transpose();
     }
     if (final) *final = s;
@@ -193,8 +193,6 @@ class network {
     }
     if (d_initial) *d_initial = std::move(ds);
   }
-
-  static constexpr float ln_eps = 1e-5f;
 
   struct segment {
     std::vector<std::int32_t> tokens;

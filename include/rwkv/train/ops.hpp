@@ -19,6 +19,12 @@ namespace rwkv::train {
 
 using row_vector = Eigen::Matrix<float, 1, Eigen::Dynamic>;
 
+// The references' constants, shared by every version: LayerNorm eps, the per-head GroupNorm (ln_x) eps, and how
+// often the WKV forward keeps its state for the backward to recompute from.
+inline constexpr float layer_norm_eps = 1e-5f;
+inline constexpr float group_norm_eps = 64e-5f;
+inline constexpr Eigen::Index wkv_checkpoint = 16;
+
 // What travels between the layers of one segment besides the activations: RWKV-7's v_first and its gradient.
 struct segment_context {
   row_matrix v_first, d_v_first;
@@ -112,6 +118,13 @@ inline void state_shift_backward(const row_matrix& dprev, row_matrix& dx, std::v
 inline void linear_backward(const row_matrix& dy, const row_matrix& x, parameter& W, row_matrix& dx) {
   W.grad.noalias() += dy.transpose() * x;
   dx.noalias() += dy * W.value;
+}
+
+// The same, returning ∂L/∂x.
+inline row_matrix linear_backward(const row_matrix& dy, const row_matrix& x, parameter& W) {
+  row_matrix dx = row_matrix::Zero(dy.rows(), W.value.cols());
+  linear_backward(dy, x, W, dx);
+  return dx;
 }
 
 inline void lora_backward(const row_matrix& dy, const row_matrix& x, parameter& A, row_matrix& dx) {

@@ -21,9 +21,6 @@
 
 namespace rwkv::train::v4 {
 
-inline constexpr float layer_norm_eps = 1e-5f;
-inline constexpr Eigen::Index wkv_checkpoint = 16;
-
 class layer {
  public:
   using config_type = rwkv::v4::Config;
@@ -53,7 +50,7 @@ class layer {
     norm_record ln1;
     row_matrix h, prev, xk, xv, xr, k, v, r, y, ry;
     std::vector<std::vector<float>> checkpoints;  // (a, b, p) before every wkv_checkpoint-th token, 3·A each
-    receptance_channel_mix::tape ffn;
+    squared_relu_channel_mix::tape ffn;
   };
 
   void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context&, tape& tp) const {
@@ -87,8 +84,7 @@ class layer {
     ffn_.backward(dx, dstate[4], tp.ffn);
     row_matrix dln;
 
-    const row_matrix dry = dx * W_o_->value;
-    W_o_->grad.noalias() += dx.transpose() * tp.ry;
+    const row_matrix dry = linear_backward(dx, tp.ry, *W_o_);
     const row_matrix dy = dry.cwiseProduct(tp.r);
     const row_matrix dpr = dry.array() * tp.y.array() * tp.r.array() * (1.f - tp.r.array());
 
@@ -188,7 +184,7 @@ class layer {
   }
 
   std::int64_t C_, A_;
-  receptance_channel_mix ffn_;
+  squared_relu_channel_mix ffn_;
   parameter *ln1_w_, *ln1_b_, *mu_k_, *mu_v_, *mu_r_, *decay_, *first_;
   parameter *W_k_, *W_v_, *W_r_, *W_o_;
 };

@@ -19,9 +19,6 @@
 
 namespace rwkv::train::v5 {
 
-inline constexpr float group_norm_eps = 64e-5f;
-inline constexpr float layer_norm_eps = 1e-5f;
-
 class layer {
  public:
   using config_type = rwkv::v5::Config;
@@ -59,7 +56,7 @@ class layer {
     row_matrix h, prev, xk, xv, xr, xg, r, k, v, w, gp, g, y, yn, yo;
     std::vector<float> u;
     wkv5_op::tape wkv;
-    receptance_channel_mix::tape ffn;
+    squared_relu_channel_mix::tape ffn;
   };
 
   void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context&, tape& tp) const {
@@ -100,8 +97,7 @@ class layer {
     ffn_.backward(dx, dstate[2], tp.ffn);
     row_matrix dln;
 
-    const row_matrix dyo = dx * W_o_->value;
-    W_o_->grad.noalias() += dx.transpose() * tp.yo;
+    const row_matrix dyo = linear_backward(dx, tp.yo, *W_o_);
     row_matrix dyn, dxg;
     if (gate_) {
       dyn = dyo.cwiseProduct(tp.g);
@@ -152,7 +148,7 @@ class layer {
   std::int64_t C_, H_, N_;
   bool gate_, bonus_exp_ = true;
   wkv5_op wkv_;
-  receptance_channel_mix ffn_;
+  squared_relu_channel_mix ffn_;
   parameter *ln1_w_, *ln1_b_, *mu_k_, *mu_v_, *mu_r_, *mu_g_ = nullptr;
   parameter *decay_, *bonus_, *W_r_, *W_k_, *W_v_, *W_o_, *W_g_ = nullptr, *lnx_w_, *lnx_b_;
 };

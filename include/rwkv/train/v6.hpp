@@ -19,9 +19,6 @@
 
 namespace rwkv::train::v6 {
 
-inline constexpr float group_norm_eps = 64e-5f;
-inline constexpr float layer_norm_eps = 1e-5f;
-
 class layer {
  public:
   using config_type = rwkv::v6::Config;
@@ -61,7 +58,7 @@ class layer {
     row_matrix h, prev, delta, xbar, zz, m[slots], xs[slots];  // xs: x_w, x_k, x_v, x_r, x_g
     row_matrix r, k, v, gp, g, hd, dd, w, y, yn, yo;
     wkv5_op::tape wkv;
-    receptance_channel_mix::tape ffn;
+    squared_relu_channel_mix::tape ffn;
   };
 
   void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context&, tape& tp) const {
@@ -97,8 +94,7 @@ class layer {
     ffn_.backward(dx, dstate[2], tp.ffn);
     row_matrix dln;
 
-    const row_matrix dyo = dx * W_o_->value;
-    W_o_->grad.noalias() += dx.transpose() * tp.yo;
+    const row_matrix dyo = linear_backward(dx, tp.yo, *W_o_);
     const row_matrix dyn = dyo.cwiseProduct(tp.g);
     const row_matrix dgp = dyo.array() * tp.yn.array() * tp.gp.unaryExpr([](float q) { return silu_grad(q); }).array();
     row_matrix dy;
@@ -148,7 +144,7 @@ class layer {
  private:
   std::int64_t C_, H_, N_, D_;
   wkv5_op wkv_;
-  receptance_channel_mix ffn_;
+  squared_relu_channel_mix ffn_;
   parameter *ln1_w_, *ln1_b_, *mu_x_, *mu_[slots], *M1_, *M2_, *d0_, *Wd1_, *Wd2_, *u_;
   parameter *W_r_, *W_k_, *W_v_, *W_g_, *W_o_, *lnx_w_, *lnx_b_;
 };

@@ -17,6 +17,7 @@
 #include <Eigen/Core>
 
 #include "rwkv/kernel/math.hpp"
+#include "rwkv/train/channel_mix.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/parameters.hpp"
 #include "rwkv/v7/config.hpp"
@@ -26,9 +27,6 @@ namespace rwkv::train {
 namespace v7 {
 
 inline constexpr float decay_scale = math::v7_decay_scale;
-inline constexpr float group_norm_eps = 64e-5f;
-inline constexpr float layer_norm_eps = 1e-5f;
-inline constexpr Eigen::Index wkv_checkpoint = 16;
 
 class layer {
  public:
@@ -40,10 +38,14 @@ class layer {
     return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}, {c.n_embd}};
   }
 
-  layer(parameter_set& ps, const config_type& c, std::int64_t index) : C_(c.n_embd), H_(c.n_head), N_(c.head_size) {
+  layer(parameter_set& ps, const config_type& c, std::int64_t index)
+      : C_(c.n_embd),
+        H_(c.n_head),
+        N_(c.head_size),
+        ffn_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, mix_form::previous, "x_k", nullptr) {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n) { return &ps.get(p + n, 1, C_); };
-    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias"), ln2_w_ = vec("ln2.weight"), ln2_b_ = vec("ln2.bias");
+    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias");
     for (auto [dst, n] : {std::pair{&x_r_, "x_r"},
                           {&x_w_, "x_w"},
                           {&x_k_, "x_k"},
@@ -66,18 +68,16 @@ class layer {
     }
     W_r_ = &ps.get(p + "att.receptance.weight", C_, C_), W_k_ = &ps.get(p + "att.key.weight", C_, C_);
     W_v_ = &ps.get(p + "att.value.weight", C_, C_), W_o_ = &ps.get(p + "att.output.weight", C_, C_);
-    f_x_k_ = vec("ffn.x_k");
-    f_key_ = &ps.get(p + "ffn.key.weight", c.dim_ffn, C_), f_value_ = &ps.get(p + "ffn.value.weight", C_, c.dim_ffn);
   }
 
   // Everything the backward of one segment reads.
   struct tape {
-    norm_record ln1, ln2, gn;
+    norm_record ln1, gn;
     row_matrix h, prev, xr, xw, xk, xv, xa, xg;  // ln1 output, its shift, the six mixes
     row_matrix r, k, v, hw, z, ha, alpha, hg, g, hv, nu;
     row_matrix kh, knorm, kt, vm, w, y, y2, bonus, yg;  // κ̂, ‖κ‖ per head, k̃, mixed v, decay, WKV out, ...
     std::vector<std::vector<float>> wkv_checkpoints;    // the WKV state before every wkv_checkpoint-th token
-    row_matrix h2, prev2, xk2, pre, kk;                 // channel mix
+    squared_relu_channel_mix::tape ffn;
   };
 
   // x: the block input (T x C), replaced by the block output. state: this layer's three tensors, advanced.
@@ -131,36 +131,18 @@ class layer {
     x.noalias() += tp.yg * W_o_->value.transpose();
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
 
-    // Channel mix.
-    norm_forward(x, *ln2_w_, *ln2_b_, C_, layer_norm_eps, tp.h2, tp.ln2);
-    tp.prev2 = shifted(tp.h2, state[2]);
-    mix_forward(tp.h2, tp.prev2, *f_x_k_, tp.xk2);
-    tp.pre.noalias() = tp.xk2 * f_key_->value.transpose();
-    tp.kk = tp.pre.array().max(0.f).square();
-    x.noalias() += tp.kk * f_value_->value.transpose();
-    Eigen::Map<row_vector>(state[2].data(), C_) = tp.h2.row(T - 1);
+    ffn_.forward(x, state[2], tp.ffn);
   }
 
   // dx: ∂L/∂(block output), replaced by ∂L/∂(block input). dstate: ∂L/∂(state after the segment), replaced by
   // ∂L/∂(state before it). Parameter gradients are accumulated.
   void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp) {
     const auto T = dx.rows();
-    // Channel mix.
-    row_matrix dkk = dx * f_value_->value;
-    f_value_->grad.noalias() += dx.transpose() * tp.kk;
-    const row_matrix dpre = 2.f * dkk.array() * tp.pre.array().max(0.f);
-    row_matrix dxk2 = row_matrix::Zero(T, C_);
-    linear_backward(dpre, tp.xk2, *f_key_, dxk2);
-    row_matrix dh2 = row_matrix::Zero(T, C_), dprev2 = row_matrix::Zero(T, C_);
-    mix_backward(dxk2, tp.h2, tp.prev2, *f_x_k_, dh2, dprev2);
-    state_shift_backward(dprev2, dh2, dstate[2]);
+    ffn_.backward(dx, dstate[2], tp.ffn);
     row_matrix dln;
-    norm_backward(dh2, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);
-    dx += dln;
 
     // Time mix: output, gate, bonus, GroupNorm.
-    const row_matrix dyg = dx * W_o_->value;
-    W_o_->grad.noalias() += dx.transpose() * tp.yg;
+    const row_matrix dyg = linear_backward(dx, tp.yg, *W_o_);
     const row_matrix dy2 = dyg.cwiseProduct(tp.g);
     const row_matrix dg = dyg.cwiseProduct(tp.y2);
     row_matrix dr = row_matrix::Zero(T, C_), dkt = row_matrix::Zero(T, C_), dvm = row_matrix::Zero(T, C_);
@@ -356,12 +338,12 @@ class layer {
   }
 
   std::int64_t C_, H_, N_;
-  parameter *ln1_w_, *ln1_b_, *ln2_w_, *ln2_b_;
+  squared_relu_channel_mix ffn_;
+  parameter *ln1_w_, *ln1_b_;
   parameter *x_r_, *x_w_, *x_k_, *x_v_, *x_a_, *x_g_, *w0_, *a0_, *k_k_, *k_a_, *lnx_w_, *lnx_b_, *r_k_;
   parameter *w1_, *w2_, *a1_, *a2_, *g1_, *g2_;
   parameter *v0_ = nullptr, *v1_ = nullptr, *v2_ = nullptr;
   parameter *W_r_, *W_k_, *W_v_, *W_o_;
-  parameter *f_x_k_, *f_key_, *f_value_;
 };
 
 }  // namespace v7

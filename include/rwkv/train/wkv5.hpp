@@ -16,7 +16,7 @@ namespace rwkv::train {
 
 class wkv5_op {
  public:
-  static constexpr Eigen::Index checkpoint = 16;
+  static constexpr Eigen::Index checkpoint = wkv_checkpoint;
 
   wkv5_op(std::int64_t heads, std::int64_t head_size) : H_(heads), N_(head_size) {}
 
