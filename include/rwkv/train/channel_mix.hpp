@@ -37,17 +37,24 @@ inline void form_mix_backward(mix_form f, const row_matrix& dout, const row_matr
     mix_backward(dout, x, prev, mu, dx, dprev);
 }
 
+// Which channel mix a version has: its mix form and the names of its mix vectors (mix_r null: no receptance).
+struct channel_mix_spec {
+  mix_form form;
+  const char* mix_k;
+  const char* mix_r;
+};
+
 class squared_relu_channel_mix {
  public:
-  // block: "blocks.<i>."; ln2 and ffn.* are read from it. mix_r null: no receptance (RWKV-7).
-  squared_relu_channel_mix(parameter_set& ps, const std::string& block, std::int64_t C, std::int64_t F, mix_form form,
-                           const char* mix_k, const char* mix_r)
-      : form_(form), C_(C) {
+  // block: "blocks.<i>."; ln2 and ffn.* are read from it.
+  squared_relu_channel_mix(parameter_set& ps, const std::string& block, std::int64_t C, std::int64_t F,
+                           channel_mix_spec spec)
+      : form_(spec.form), C_(C) {
     ln2_w_ = &ps.get(block + "ln2.weight", 1, C), ln2_b_ = &ps.get(block + "ln2.bias", 1, C);
     const auto prefix = block + "ffn.";
-    mu_k_ = &ps.get(prefix + mix_k, 1, C);
+    mu_k_ = &ps.get(prefix + spec.mix_k, 1, C);
     W_k_ = &ps.get(prefix + "key.weight", F, C), W_v_ = &ps.get(prefix + "value.weight", C, F);
-    if (mix_r) mu_r_ = &ps.get(prefix + mix_r, 1, C), W_r_ = &ps.get(prefix + "receptance.weight", C, C);
+    if (spec.mix_r) mu_r_ = &ps.get(prefix + spec.mix_r, 1, C), W_r_ = &ps.get(prefix + "receptance.weight", C, C);
   }
 
   struct tape {

@@ -14,6 +14,7 @@
 
 #include <Eigen/Core>
 
+#include "rwkv/train/block.hpp"
 #include "rwkv/train/channel_mix.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/parameters.hpp"
@@ -21,25 +22,21 @@
 
 namespace rwkv::train::v4 {
 
-class layer {
+class time_mix {
  public:
+  static constexpr channel_mix_spec channel_mix{mix_form::current, "time_mix_k", "time_mix_r"};
   using config_type = rwkv::v4::Config;
 
-  // Per layer, the reference's order: att token shift (C), a, b, p (A each), ffn token shift (C).
+  // The reference's order: att token shift (C), a, b, p (A each) (the block adds the ffn token shift).
   static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
-    return {{c.n_embd}, {c.dim_att}, {c.dim_att}, {c.dim_att}, {c.n_embd}};
+    return {{c.n_embd}, {c.dim_att}, {c.dim_att}, {c.dim_att}};
   }
   // The state inference starts from: zeros, and p = −1e30 (an empty running maximum).
   static void initial_state(std::span<std::vector<float>> s) { std::fill(s[3].begin(), s[3].end(), -1e30f); }
 
-  layer(parameter_set& ps, const config_type& c, std::int64_t index)
-      : C_(c.n_embd),
-        A_(c.dim_att),
-        ffn_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, mix_form::current, "time_mix_k",
-             "time_mix_r") {
+  time_mix(parameter_set& ps, const config_type& c, std::int64_t index) : C_(c.n_embd), A_(c.dim_att) {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n, std::int64_t size) { return &ps.get(p + n, 1, size); };
-    ln1_w_ = vec("ln1.weight", C_), ln1_b_ = vec("ln1.bias", C_);
     mu_k_ = vec("att.time_mix_k", C_), mu_v_ = vec("att.time_mix_v", C_), mu_r_ = vec("att.time_mix_r", C_);
     decay_ = vec("att.time_decay", A_), first_ = vec("att.time_first", A_);
     W_k_ = &ps.get(p + "att.key.weight", A_, C_), W_v_ = &ps.get(p + "att.value.weight", A_, C_);
@@ -47,15 +44,14 @@ class layer {
   }
 
   struct tape {
-    norm_record ln1;
     row_matrix h, prev, xk, xv, xr, k, v, r, y, ry;
     std::vector<std::vector<float>> checkpoints;  // (a, b, p) before every wkv_checkpoint-th token, 3·A each
-    squared_relu_channel_mix::tape ffn;
   };
 
-  void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context&, tape& tp) const {
-    const auto T = x.rows();
-    norm_forward(x, *ln1_w_, *ln1_b_, C_, layer_norm_eps, tp.h, tp.ln1);
+  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context&, tape& tp,
+               row_matrix& out) const {
+    const auto T = h.rows();
+    tp.h = h;
     tp.prev = shifted(tp.h, state[0]);
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_k_, tp.xk);
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_v_, tp.xv);
@@ -73,16 +69,13 @@ class layer {
     }
     unpack(abp, state);
     tp.ry = tp.r.cwiseProduct(tp.y);
-    x.noalias() += tp.ry * W_o_->value.transpose();
+    out.noalias() = tp.ry * W_o_->value.transpose();
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
-
-    ffn_.forward(x, state[4], tp.ffn);
   }
 
-  void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp) {
+  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp,
+                row_matrix& dh) {
     const auto T = dx.rows();
-    ffn_.backward(dx, dstate[4], tp.ffn);
-    row_matrix dln;
 
     const row_matrix dry = linear_backward(dx, tp.ry, *W_o_);
     const row_matrix dy = dry.cwiseProduct(tp.r);
@@ -115,13 +108,12 @@ class layer {
     linear_backward(dk, tp.xk, *W_k_, dxk);
     linear_backward(dv, tp.xv, *W_v_, dxv);
     linear_backward(dpr, tp.xr, *W_r_, dxr);
-    row_matrix dh = row_matrix::Zero(T, C_), dprev = row_matrix::Zero(T, C_);
+    dh = row_matrix::Zero(T, C_);
+    row_matrix dprev = row_matrix::Zero(T, C_);
     form_mix_backward(mix_form::current, dxk, tp.h, tp.prev, *mu_k_, dh, dprev);
     form_mix_backward(mix_form::current, dxv, tp.h, tp.prev, *mu_v_, dh, dprev);
     form_mix_backward(mix_form::current, dxr, tp.h, tp.prev, *mu_r_, dh, dprev);
     state_shift_backward(dprev, dh, dstate[0]);
-    norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);
-    dx += dln;
   }
 
  private:
@@ -184,9 +176,11 @@ class layer {
   }
 
   std::int64_t C_, A_;
-  squared_relu_channel_mix ffn_;
-  parameter *ln1_w_, *ln1_b_, *mu_k_, *mu_v_, *mu_r_, *decay_, *first_;
+  parameter *mu_k_, *mu_v_, *mu_r_, *decay_, *first_;
   parameter *W_k_, *W_v_, *W_r_, *W_o_;
 };
+
+// The whole trainable block: ln1, this time mix, the residuals and the channel mix.
+using layer = block<time_mix>;
 
 }  // namespace rwkv::train::v4

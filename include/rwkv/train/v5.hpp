@@ -11,6 +11,7 @@
 
 #include <Eigen/Core>
 
+#include "rwkv/train/block.hpp"
 #include "rwkv/train/channel_mix.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/parameters.hpp"
@@ -19,26 +20,20 @@
 
 namespace rwkv::train::v5 {
 
-class layer {
+class time_mix {
  public:
+  static constexpr channel_mix_spec channel_mix{mix_form::current, "time_mix_k", "time_mix_r"};
   using config_type = rwkv::v5::Config;
 
-  // Per layer: att token shift (C), WKV state (H, N, N) as [h][key][value], ffn token shift (C).
+  // att token shift (C), WKV state (H, N, N) as [h][key][value] (the block adds the ffn token shift).
   static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
-    return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}, {c.n_embd}};
+    return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}};
   }
 
-  layer(parameter_set& ps, const config_type& c, std::int64_t index)
-      : C_(c.n_embd),
-        H_(c.n_head),
-        N_(c.head_size),
-        gate_(c.gate),
-        wkv_(c.n_head, c.head_size),
-        ffn_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, mix_form::current, "time_mix_k",
-             "time_mix_r") {
+  time_mix(parameter_set& ps, const config_type& c, std::int64_t index)
+      : C_(c.n_embd), H_(c.n_head), N_(c.head_size), gate_(c.gate), wkv_(c.n_head, c.head_size) {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n) { return &ps.get(p + n, 1, C_); };
-    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias");
     mu_k_ = vec("att.time_mix_k"), mu_v_ = vec("att.time_mix_v"), mu_r_ = vec("att.time_mix_r");
     const auto per = c.decay_per_channel ? N_ : 1;  // values per head of time_decay and the bonus
     decay_ = &ps.get(p + "att.time_decay", per == 1 ? 1 : H_, per == 1 ? H_ : N_);
@@ -52,16 +47,16 @@ class layer {
   }
 
   struct tape {
-    norm_record ln1, gn;
+    norm_record gn;
     row_matrix h, prev, xk, xv, xr, xg, r, k, v, w, gp, g, y, yn, yo;
     std::vector<float> u;
     wkv5_op::tape wkv;
-    squared_relu_channel_mix::tape ffn;
   };
 
-  void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context&, tape& tp) const {
-    const auto T = x.rows();
-    norm_forward(x, *ln1_w_, *ln1_b_, C_, layer_norm_eps, tp.h, tp.ln1);
+  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context&, tape& tp,
+               row_matrix& out) const {
+    const auto T = h.rows();
+    tp.h = h;
     tp.prev = shifted(tp.h, state[0]);
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_k_, tp.xk);
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_v_, tp.xv);
@@ -86,16 +81,13 @@ class layer {
     } else {
       tp.yo = tp.yn;
     }
-    x.noalias() += tp.yo * W_o_->value.transpose();
+    out.noalias() = tp.yo * W_o_->value.transpose();
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
-
-    ffn_.forward(x, state[2], tp.ffn);
   }
 
-  void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp) {
+  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp,
+                row_matrix& dh) {
     const auto T = dx.rows();
-    ffn_.backward(dx, dstate[2], tp.ffn);
-    row_matrix dln;
 
     const row_matrix dyo = linear_backward(dx, tp.yo, *W_o_);
     row_matrix dyn, dxg;
@@ -126,14 +118,13 @@ class layer {
     linear_backward(dr, tp.xr, *W_r_, dxr);
     linear_backward(dk, tp.xk, *W_k_, dxk);
     linear_backward(dv, tp.xv, *W_v_, dxv);
-    row_matrix dh = row_matrix::Zero(T, C_), dprev = row_matrix::Zero(T, C_);
+    dh = row_matrix::Zero(T, C_);
+    row_matrix dprev = row_matrix::Zero(T, C_);
     form_mix_backward(mix_form::current, dxk, tp.h, tp.prev, *mu_k_, dh, dprev);
     form_mix_backward(mix_form::current, dxv, tp.h, tp.prev, *mu_v_, dh, dprev);
     form_mix_backward(mix_form::current, dxr, tp.h, tp.prev, *mu_r_, dh, dprev);
     if (gate_) form_mix_backward(mix_form::current, dxg, tp.h, tp.prev, *mu_g_, dh, dprev);
     state_shift_backward(dprev, dh, dstate[0]);
-    norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);
-    dx += dln;
   }
 
  private:
@@ -148,9 +139,11 @@ class layer {
   std::int64_t C_, H_, N_;
   bool gate_, bonus_exp_ = true;
   wkv5_op wkv_;
-  squared_relu_channel_mix ffn_;
-  parameter *ln1_w_, *ln1_b_, *mu_k_, *mu_v_, *mu_r_, *mu_g_ = nullptr;
+  parameter *mu_k_, *mu_v_, *mu_r_, *mu_g_ = nullptr;
   parameter *decay_, *bonus_, *W_r_, *W_k_, *W_v_, *W_o_, *W_g_ = nullptr, *lnx_w_, *lnx_b_;
 };
+
+// The whole trainable block: ln1, this time mix, the residuals and the channel mix.
+using layer = block<time_mix>;
 
 }  // namespace rwkv::train::v5

@@ -11,6 +11,7 @@
 
 #include <Eigen/Core>
 
+#include "rwkv/train/block.hpp"
 #include "rwkv/train/channel_mix.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/parameters.hpp"
@@ -19,26 +20,20 @@
 
 namespace rwkv::train::v6 {
 
-class layer {
+class time_mix {
  public:
+  static constexpr channel_mix_spec channel_mix{mix_form::previous, "time_maa_k", "time_maa_r"};
   using config_type = rwkv::v6::Config;
   static constexpr int slots = 5;  // the ddlerp LoRA slots, in this order: w, k, v, r, g
 
   static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
-    return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}, {c.n_embd}};
+    return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}};
   }
 
-  layer(parameter_set& ps, const config_type& c, std::int64_t index)
-      : C_(c.n_embd),
-        H_(c.n_head),
-        N_(c.head_size),
-        D_(c.d_mix),
-        wkv_(c.n_head, c.head_size),
-        ffn_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, mix_form::previous, "time_maa_k",
-             "time_maa_r") {
+  time_mix(parameter_set& ps, const config_type& c, std::int64_t index)
+      : C_(c.n_embd), H_(c.n_head), N_(c.head_size), D_(c.d_mix), wkv_(c.n_head, c.head_size) {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n) { return &ps.get(p + n, 1, C_); };
-    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias");
     mu_x_ = vec("att.time_maa_x");
     const char* names[slots] = {"att.time_maa_w", "att.time_maa_k", "att.time_maa_v", "att.time_maa_r",
                                 "att.time_maa_g"};
@@ -54,16 +49,16 @@ class layer {
   }
 
   struct tape {
-    norm_record ln1, gn;
+    norm_record gn;
     row_matrix h, prev, delta, xbar, zz, m[slots], xs[slots];  // xs: x_w, x_k, x_v, x_r, x_g
     row_matrix r, k, v, gp, g, hd, dd, w, y, yn, yo;
     wkv5_op::tape wkv;
-    squared_relu_channel_mix::tape ffn;
   };
 
-  void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context&, tape& tp) const {
-    const auto T = x.rows();
-    norm_forward(x, *ln1_w_, *ln1_b_, C_, layer_norm_eps, tp.h, tp.ln1);
+  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context&, tape& tp,
+               row_matrix& out) const {
+    const auto T = h.rows();
+    tp.h = h;
     tp.prev = shifted(tp.h, state[0]);
     tp.delta = tp.prev - tp.h;
     tp.xbar = tp.h + (tp.delta.array().rowwise() * mu_x_->value.row(0).array()).matrix();
@@ -83,16 +78,13 @@ class layer {
     wkv_.forward({tp.r, tp.k, tp.v, tp.w, u_->value.data()}, state[1], tp.y, tp.wkv);
     norm_forward(tp.y, *lnx_w_, *lnx_b_, N_, group_norm_eps, tp.yn, tp.gn);
     tp.yo = tp.yn.cwiseProduct(tp.g);
-    x.noalias() += tp.yo * W_o_->value.transpose();
+    out.noalias() = tp.yo * W_o_->value.transpose();
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
-
-    ffn_.forward(x, state[2], tp.ffn);
   }
 
-  void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp) {
+  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp,
+                row_matrix& dh) {
     const auto T = dx.rows();
-    ffn_.backward(dx, dstate[2], tp.ffn);
-    row_matrix dln;
 
     const row_matrix dyo = linear_backward(dx, tp.yo, *W_o_);
     const row_matrix dyn = dyo.cwiseProduct(tp.g);
@@ -119,7 +111,8 @@ class layer {
     linear_backward(dgp, tp.xs[4], *W_g_, dxs[4]);
 
     // x_j = h + δ·(μ_j + m_j), m_j = tanh(x̄·M1)[slot j]·M2[j], x̄ = h + δ·μ_x, δ = prev − h.
-    row_matrix dh = row_matrix::Zero(T, C_), ddelta = row_matrix::Zero(T, C_);
+    dh = row_matrix::Zero(T, C_);
+    row_matrix ddelta = row_matrix::Zero(T, C_);
     row_matrix dzz(T, slots * D_);
     for (int j = 0; j < slots; ++j) {
       dh += dxs[j];
@@ -137,16 +130,16 @@ class layer {
     mu_x_->grad.row(0) += (dxbar.array() * tp.delta.array()).colwise().sum().matrix();
     dh -= ddelta;
     state_shift_backward(ddelta, dh, dstate[0]);
-    norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);
-    dx += dln;
   }
 
  private:
   std::int64_t C_, H_, N_, D_;
   wkv5_op wkv_;
-  squared_relu_channel_mix ffn_;
-  parameter *ln1_w_, *ln1_b_, *mu_x_, *mu_[slots], *M1_, *M2_, *d0_, *Wd1_, *Wd2_, *u_;
+  parameter *mu_x_, *mu_[slots], *M1_, *M2_, *d0_, *Wd1_, *Wd2_, *u_;
   parameter *W_r_, *W_k_, *W_v_, *W_g_, *W_o_, *lnx_w_, *lnx_b_;
 };
+
+// The whole trainable block: ln1, this time mix, the residuals and the channel mix.
+using layer = block<time_mix>;
 
 }  // namespace rwkv::train::v6

@@ -17,6 +17,7 @@
 #include <Eigen/Core>
 
 #include "rwkv/kernel/math.hpp"
+#include "rwkv/train/block.hpp"
 #include "rwkv/train/channel_mix.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/parameters.hpp"
@@ -28,24 +29,20 @@ namespace v7 {
 
 inline constexpr float decay_scale = math::v7_decay_scale;
 
-class layer {
+class time_mix {
  public:
+  static constexpr channel_mix_spec channel_mix{mix_form::previous, "x_k", nullptr};
   using config_type = rwkv::v7::Config;
 
-  // Per layer, in the reference's state order: att token shift (C), WKV state (H, N, N) as [h][value][key],
-  // ffn token shift (C).
+  // In the reference's state order: att token shift (C), WKV state (H, N, N) as [h][value][key] (the block adds
+  // the ffn token shift).
   static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
-    return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}, {c.n_embd}};
+    return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}};
   }
 
-  layer(parameter_set& ps, const config_type& c, std::int64_t index)
-      : C_(c.n_embd),
-        H_(c.n_head),
-        N_(c.head_size),
-        ffn_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, mix_form::previous, "x_k", nullptr) {
+  time_mix(parameter_set& ps, const config_type& c, std::int64_t index) : C_(c.n_embd), H_(c.n_head), N_(c.head_size) {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n) { return &ps.get(p + n, 1, C_); };
-    ln1_w_ = vec("ln1.weight"), ln1_b_ = vec("ln1.bias");
     for (auto [dst, n] : {std::pair{&x_r_, "x_r"},
                           {&x_w_, "x_w"},
                           {&x_k_, "x_k"},
@@ -72,18 +69,18 @@ class layer {
 
   // Everything the backward of one segment reads.
   struct tape {
-    norm_record ln1, gn;
+    norm_record gn;
     row_matrix h, prev, xr, xw, xk, xv, xa, xg;  // ln1 output, its shift, the six mixes
     row_matrix r, k, v, hw, z, ha, alpha, hg, g, hv, nu;
     row_matrix kh, knorm, kt, vm, w, y, y2, bonus, yg;  // κ̂, ‖κ‖ per head, k̃, mixed v, decay, WKV out, ...
     std::vector<std::vector<float>> wkv_checkpoints;    // the WKV state before every wkv_checkpoint-th token
-    squared_relu_channel_mix::tape ffn;
   };
 
-  // x: the block input (T x C), replaced by the block output. state: this layer's three tensors, advanced.
-  void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context& seg, tape& tp) const {
+  // h: the ln1 output (T x C); out: what the block adds to its input. state: shift and WKV state, advanced.
+  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context& seg, tape& tp,
+               row_matrix& out) const {
     // Time mix.
-    norm_forward(x, *ln1_w_, *ln1_b_, C_, layer_norm_eps, tp.h, tp.ln1);
+    tp.h = h;
     tp.prev = shifted(tp.h, state[0]);
     mix_forward(tp.h, tp.prev, *x_r_, tp.xr), mix_forward(tp.h, tp.prev, *x_w_, tp.xw);
     mix_forward(tp.h, tp.prev, *x_k_, tp.xk), mix_forward(tp.h, tp.prev, *x_v_, tp.xv);
@@ -101,12 +98,12 @@ class layer {
       seg.v_first = tp.v;
       tp.vm = tp.v;
     } else {
-      check_v_first(seg, x.rows());
+      check_v_first(seg, h.rows());
       tp.hv.noalias() = tp.xv * v1_->value;
       tp.nu = ((tp.hv * v2_->value).rowwise() + v0_->value.row(0)).unaryExpr([](float q) { return sigmoid(q); });
       tp.vm = tp.v.array() + (seg.v_first - tp.v).array() * tp.nu.array();
     }
-    const auto T = x.rows();
+    const auto T = h.rows();
     tp.kh.resize(T, C_), tp.knorm.resize(T, H_);
     tp.kt = tp.k.array() * (1.f + (tp.alpha.array() - 1.f).rowwise() * k_a_->value.row(0).array());
     for (Eigen::Index t = 0; t < T; ++t)
@@ -128,18 +125,15 @@ class layer {
         tp.y2.row(t)(s) += b * tp.vm.row(t)(s);
       }
     tp.yg = tp.y2.cwiseProduct(tp.g);
-    x.noalias() += tp.yg * W_o_->value.transpose();
+    out.noalias() = tp.yg * W_o_->value.transpose();
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
-
-    ffn_.forward(x, state[2], tp.ffn);
   }
 
-  // dx: ∂L/∂(block output), replaced by ∂L/∂(block input). dstate: ∂L/∂(state after the segment), replaced by
-  // ∂L/∂(state before it). Parameter gradients are accumulated.
-  void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp) {
+  // dx: ∂L/∂out, dh: ∂L/∂h (written). dstate: ∂L/∂(state after the segment), replaced by ∂L/∂(state before it).
+  // Parameter gradients are accumulated.
+  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp,
+                row_matrix& dh) {
     const auto T = dx.rows();
-    ffn_.backward(dx, dstate[2], tp.ffn);
-    row_matrix dln;
 
     // Time mix: output, gate, bonus, GroupNorm.
     const row_matrix dyg = linear_backward(dx, tp.yg, *W_o_);
@@ -228,14 +222,13 @@ class layer {
     linear_backward(dk, tp.xk, *W_k_, dxk);
     linear_backward(dv, tp.xv, *W_v_, dxv);
 
-    // Token shift and ln1.
-    row_matrix dh = row_matrix::Zero(T, C_), dprev = row_matrix::Zero(T, C_);
+    // Token shift.
+    dh = row_matrix::Zero(T, C_);
+    row_matrix dprev = row_matrix::Zero(T, C_);
     mix_backward(dxr, tp.h, tp.prev, *x_r_, dh, dprev), mix_backward(dxw, tp.h, tp.prev, *x_w_, dh, dprev);
     mix_backward(dxk, tp.h, tp.prev, *x_k_, dh, dprev), mix_backward(dxv, tp.h, tp.prev, *x_v_, dh, dprev);
     mix_backward(dxa, tp.h, tp.prev, *x_a_, dh, dprev), mix_backward(dxg, tp.h, tp.prev, *x_g_, dh, dprev);
     state_shift_backward(dprev, dh, dstate[0]);
-    norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);
-    dx += dln;
   }
 
  private:
@@ -338,13 +331,14 @@ class layer {
   }
 
   std::int64_t C_, H_, N_;
-  squared_relu_channel_mix ffn_;
-  parameter *ln1_w_, *ln1_b_;
   parameter *x_r_, *x_w_, *x_k_, *x_v_, *x_a_, *x_g_, *w0_, *a0_, *k_k_, *k_a_, *lnx_w_, *lnx_b_, *r_k_;
   parameter *w1_, *w2_, *a1_, *a2_, *g1_, *g2_;
   parameter *v0_ = nullptr, *v1_ = nullptr, *v2_ = nullptr;
   parameter *W_r_, *W_k_, *W_v_, *W_o_;
 };
+
+// The whole trainable block: ln1, this time mix, the residuals and the channel mix.
+using layer = block<time_mix>;
 
 }  // namespace v7
 }  // namespace rwkv::train

@@ -1,0 +1,84 @@
+#pragma once
+// A trainable residual block: x += TM(ln1(x)); x += CM(ln2(x)). The time mixer is a template parameter, the
+// channel mix the squared-ReLU one every version uses (configured by TimeMix::channel_mix), so a new time mixer
+// (a research variant) only writes its own forward and backward:
+//
+//   struct my_mix {
+//     using config_type = ...;                        // has n_embd and dim_ffn
+//     static constexpr channel_mix_spec channel_mix{...};
+//     static std::vector<std::vector<std::int64_t>> state_shapes(const config_type&);  // state[0]: the shift
+//     struct tape { ... };
+//     my_mix(parameter_set&, const config_type&, std::int64_t layer);
+//     void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context&, tape&,
+//                  row_matrix& out) const;             // h = ln1(x); out is added to x
+//     void backward(const row_matrix& dout, std::span<std::vector<float>> dstate, segment_context&, const tape&,
+//                   row_matrix& dh);                   // dstate: after the segment in, before it out
+//   };
+//
+// The block's state is the time mixer's tensors followed by the channel mix's shift (the references' order).
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rwkv/train/channel_mix.hpp"
+#include "rwkv/train/ops.hpp"
+#include "rwkv/train/parameters.hpp"
+
+namespace rwkv::train {
+
+template <class TimeMix>
+class block {
+ public:
+  using config_type = typename TimeMix::config_type;
+
+  static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
+    auto s = TimeMix::state_shapes(c);
+    s.push_back({c.n_embd});
+    return s;
+  }
+  static void initial_state(std::span<std::vector<float>> s) requires requires { TimeMix::initial_state(s); }
+  { TimeMix::initial_state(s.first(s.size() - 1)); }
+
+  block(parameter_set& ps, const config_type& c, std::int64_t index)
+      : C_(c.n_embd),
+        time_mix_(ps, c, index),
+        channel_mix_(ps, "blocks." + std::to_string(index) + ".", c.n_embd, c.dim_ffn, TimeMix::channel_mix) {
+    const std::string p = "blocks." + std::to_string(index) + ".";
+    ln1_w_ = &ps.get(p + "ln1.weight", 1, C_), ln1_b_ = &ps.get(p + "ln1.bias", 1, C_);
+  }
+
+  struct tape {
+    norm_record ln1;
+    row_matrix h, out;
+    typename TimeMix::tape time_mix;
+    squared_relu_channel_mix::tape channel_mix;
+  };
+
+  // x: the block input (T x C), replaced by the block output. state: this block's tensors, advanced.
+  void forward(row_matrix& x, std::span<std::vector<float>> state, segment_context& seg, tape& tp) const {
+    norm_forward(x, *ln1_w_, *ln1_b_, C_, layer_norm_eps, tp.h, tp.ln1);
+    time_mix_.forward(tp.h, state.first(state.size() - 1), seg, tp.time_mix, tp.out);
+    x += tp.out;
+    channel_mix_.forward(x, state.back(), tp.channel_mix);
+  }
+
+  // dx: ∂L/∂(block output), replaced by ∂L/∂(block input). dstate: ∂L/∂(state after the segment), replaced by
+  // ∂L/∂(state before it). Parameter gradients are accumulated.
+  void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp) {
+    channel_mix_.backward(dx, dstate.back(), tp.channel_mix);
+    row_matrix dh, dln;
+    time_mix_.backward(dx, dstate.first(dstate.size() - 1), seg, tp.time_mix, dh);
+    norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);
+    dx += dln;
+  }
+
+ private:
+  std::int64_t C_;
+  TimeMix time_mix_;
+  squared_relu_channel_mix channel_mix_;
+  parameter *ln1_w_, *ln1_b_;
+};
+
+}  // namespace rwkv::train
