@@ -30,11 +30,11 @@
 #include <rwkv/tokenizer/world.hpp>
 #include <rwkv/train.hpp>
 
+#include "cli_args.hpp"
+
 namespace {
 
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using namespace rwkv_cli;
 
 constexpr const char* usage_text = R"(usage:
   rwkv-cli info MODEL
@@ -43,6 +43,8 @@ constexpr const char* usage_text = R"(usage:
   rwkv-cli grad MODEL --tokens 1,2,3 [--init-state FILE] [--mode step|sequence] --out FILE.safetensors
                   loss = mean cross-entropy of tokens[t+1] after tokens[0..t]; writes loss, grad.<tensor>
                   and, with --init-state (reference layout), grad_state.<i>
+  rwkv-cli train --data TEXT --out MODEL.safetensors [--model CHECKPOINT | --resume MODEL] [...]
+                  trains a model, or with --tune state its initial state (all options: rwkv-cli train --help)
   rwkv-cli generate [MODEL] [--prompt TEXT] [SAMPLING]
   rwkv-cli chat [MODEL] [SAMPLING]
   rwkv-cli convert MODEL --out OUT.safetensors [--dtype f32|bf16|f16]
@@ -56,6 +58,7 @@ constexpr const char* usage_text = R"(usage:
 
 SAMPLING: [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--presence A] [--frequency A]
           [--penalty-decay D] [--seed S] [--precision P] [--threads N] [--vocab PATH] [--memory M]
+          [--state-in FILE] (start from a saved or state-tuned state instead of zeros)
 
 MODEL is an RWKV-4, 5.x, 6 or 7 checkpoint: safetensors, PyTorch .pth or rwkv.cpp .bin, recognised by content.
 P is the weight storage: f32, bf16, f16, q8 or q4; arithmetic and the state are always float32. The default is
@@ -66,39 +69,6 @@ or mapped (the default of logits: zero-copy views of the file where the dtype ma
 memory, but decoding slows down when the kernel evicts and re-reads the file's pages).
 generate and chat default to the tiny RWKV-7 model bundled in the source tree.
 )";
-
-// Positional arguments and --key value options (every option takes a value).
-struct args {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> options;
-
-  args(int argc, char** argv, const std::set<std::string>& known) {
-    for (int i = 2; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a.rfind("--", 0) == 0) {
-        if (!known.count(a)) throw usage_error("unknown option " + a);
-        if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
-        options[a] = argv[++i];
-      } else {
-        positional.push_back(a);
-      }
-    }
-  }
-
-  std::optional<std::string> get(const std::string& k) const {
-    auto it = options.find(k);
-    return it == options.end() ? std::nullopt : std::optional(it->second);
-  }
-};
-
-template <class T>
-T parse_number(const std::string& s, const std::string& what) {
-  T v{};
-  const auto* end = s.data() + s.size();
-  auto [p, ec] = std::from_chars(s.data(), end, v);
-  if (ec != std::errc() || p != end) throw usage_error("invalid " + what + ": '" + s + "'");
-  return v;
-}
 
 // any_model with a thread pool bound, in the shape rwkv::generate expects.
 struct pooled {
@@ -252,9 +222,9 @@ int with_tokenizer(std::int64_t vocab, const args& a, const std::string& model_p
                     model_path);
 }
 
-const std::set<std::string> sampling_options = {"--max-tokens", "--temperature", "--top-p",         "--top-k",
-                                                "--seed",       "--precision",   "--threads",       "--vocab",
-                                                "--presence",   "--frequency",   "--penalty-decay", "--memory"};
+const std::set<std::string> sampling_options = {
+    "--max-tokens", "--temperature", "--top-p",     "--top-k",         "--seed",   "--precision", "--threads",
+    "--vocab",      "--presence",    "--frequency", "--penalty-decay", "--memory", "--state-in"};
 
 rwkv::generation_params parse_generation(const args& a, int default_tokens) {
   rwkv::generation_params g;
@@ -281,7 +251,7 @@ int cmd_generate(int argc, char** argv) {
   const auto params = parse_generation(a, 200);
   rwkv::thread_pool pool(parse_threads(a));
   return with_tokenizer(m.info().vocab, a, path, [&](const auto& tok) {
-    auto s = m.make_state();
+    auto s = a.get("--state-in") ? m.load_state(*a.get("--state-in")) : m.make_state();
     std::cout << prompt << std::flush;
     rwkv::generate(pooled{m, &pool}, s, tok, prompt, params, [](std::string_view piece) {
       std::cout << piece << std::flush;
@@ -302,7 +272,7 @@ int cmd_chat(int argc, char** argv) {
   params.stop_strings = {"\n\nUser:", "\n\n"};
   rwkv::thread_pool pool(parse_threads(a));
   return with_tokenizer(m.info().vocab, a, path, [&](const auto& tok) {
-    auto s = m.make_state();
+    auto s = a.get("--state-in") ? m.load_state(*a.get("--state-in")) : m.make_state();
     std::cerr << "rwkv-cli chat: " << path << " (RWKV-" << m.info().version << "). Empty line or EOF ends.\n";
     std::string line;
     while (std::cout << "User: " << std::flush, std::getline(std::cin, line) && !line.empty()) {
@@ -574,14 +544,6 @@ int cmd_bench(int argc, char** argv) {
   return 0;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw rwkv::error("cannot open for reading", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 int cmd_tokenize(int argc, char** argv) {
   args a(argc, argv, {"--vocab", "--file"});
   if (!a.positional.empty()) throw usage_error("tokenize takes no positional arguments");
@@ -617,6 +579,7 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info(argc, argv);
     if (cmd == "logits") return cmd_logits(argc, argv);
     if (cmd == "grad") return cmd_grad(argc, argv);
+    if (cmd == "train") return cmd_train(argc, argv);
     if (cmd == "generate") return cmd_generate(argc, argv);
     if (cmd == "chat") return cmd_chat(argc, argv);
     if (cmd == "convert") return cmd_convert(argc, argv);

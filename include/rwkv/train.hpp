@@ -1,6 +1,7 @@
 #pragma once
 // Training: trainable blocks with their backward passes (rwkv/train/<version>.hpp), the whole-model network with
-// the loss (rwkv/train/network.hpp), and with_network, which opens any checkpoint as the network of its version.
+// the loss (rwkv/train/network.hpp), the optimizer and the training loop (rwkv/train/trainer.hpp), and with_network,
+// which opens any checkpoint as the network of its version.
 
 #include <filesystem>
 #include <string>
@@ -11,7 +12,9 @@
 #include "rwkv/io/checkpoint.hpp"
 #include "rwkv/train/network.hpp"
 #include "rwkv/train/ops.hpp"
+#include "rwkv/train/optimizer.hpp"
 #include "rwkv/train/parameters.hpp"
+#include "rwkv/train/trainer.hpp"
 #include "rwkv/train/v4.hpp"
 #include "rwkv/train/v5.hpp"
 #include "rwkv/train/v6.hpp"
@@ -19,12 +22,10 @@
 
 namespace rwkv::train {
 
-// Opens a checkpoint (any format the library reads), recognises its version and calls f(network<Layer>&).
+// Calls f(network<Layer>&) with an opened checkpoint as the network of its version.
 template <class F>
-decltype(auto) with_network(const std::filesystem::path& path, F&& f) {
-  const auto ck = io::open_checkpoint(path);
-  const auto version = detect_version(ck.tensors, ck.path);
-  switch (version) {
+decltype(auto) with_network(const io::checkpoint& ck, F&& f) {
+  switch (detect_version(ck.tensors, ck.path)) {
     case arch_version::v4: {
       auto net = network<v4::layer>::from(ck);
       return std::forward<F>(f)(net);
@@ -45,6 +46,12 @@ decltype(auto) with_network(const std::filesystem::path& path, F&& f) {
     }
   }
   throw error("unknown RWKV version", ck.path);
+}
+
+// Opens a checkpoint (any format the library reads), recognises its version and calls f(network<Layer>&).
+template <class F>
+decltype(auto) with_network(const std::filesystem::path& path, F&& f) {
+  return with_network(io::open_checkpoint(path), std::forward<F>(f));
 }
 
 }  // namespace rwkv::train

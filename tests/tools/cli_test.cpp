@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -396,4 +397,129 @@ BOOST_AUTO_TEST_CASE(grad_reproduces_the_reference_gradients) {
     check_close(floats(got.at("grad_state.1")), want_s, scaled(want_s), name + " grad_state.1");
     fs::remove(out);
   }
+}
+
+namespace {
+
+std::vector<std::vector<std::string>> read_csv(const fs::path& path) {
+  std::ifstream in(path);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) cells.push_back(cell);
+    if (!line.empty() && line.back() == ',') cells.emplace_back();
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+std::string file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void remove_run(const fs::path& model) {
+  auto stem = model;
+  stem.replace_extension();
+  for (const std::string suffix : {".safetensors", ".trainer.safetensors", ".loss.csv", ".loss.svg"})
+    fs::remove(fs::path(stem.string() + suffix));
+}
+
+}  // namespace
+
+// `train` from scratch on English text: the held-out loss falls below 3.0 nats per byte (uniform: 5.55), the CSV
+// has a row per step, progress goes to stderr, the model generates, and a run stopped and resumed writes the
+// same bytes as the uninterrupted one.
+BOOST_AUTO_TEST_CASE(train_learns_english_and_resumes_bit_identically) {
+  const auto a = temp_file("train_a.safetensors"), b = temp_file("train_b.safetensors");
+  const std::string common = "train --data " + data_path("english.txt") +
+                             " --layers 2 --embd 64 --head-size 32 --ctx 64 --steps 150 --lr 3e-3 --lr-final 3e-4 "
+                             "--warmup 10 --eval-every 50 --holdout 0.1 --seed 4";
+  auto r = run(common + " --out " + a.string());
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  BOOST_TEST_MESSAGE(r.out);
+  BOOST_CHECK(r.err.find("step 150/150") != std::string::npos);
+  BOOST_CHECK(r.err.find("tok/s") != std::string::npos && r.err.find("ETA") != std::string::npos);
+  const auto rows = read_csv(temp_file("train_a.loss.csv"));
+  BOOST_REQUIRE_EQUAL(rows.size(), 151u);
+  BOOST_CHECK_EQUAL(rows[0][0], "step");
+  BOOST_CHECK_EQUAL(rows[0][3], "held_out_loss");
+  BOOST_CHECK_CLOSE(std::stod(rows[1][2]), std::log(256.0), 5.0);
+  const double held_out = std::stod(rows.back()[3]);
+  BOOST_TEST_MESSAGE("held-out loss after 150 steps: " << held_out);
+  BOOST_CHECK_LT(held_out, 3.0);
+  if (r.out.find(".loss.svg") != std::string::npos)
+    BOOST_CHECK(file_bytes(temp_file("train_a.loss.svg")).find("<svg") != std::string::npos);
+  else
+    BOOST_CHECK(r.err.find("gnuplot") != std::string::npos);
+
+  r = run("generate " + a.string() + " --prompt The --max-tokens 8");
+  BOOST_CHECK_MESSAGE(r.code == 0, r.err);
+
+  r = run(common + " --out " + b.string() + " --stop-at 60");
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  BOOST_CHECK_EQUAL(read_csv(temp_file("train_b.loss.csv")).size(), 61u);
+  r = run(
+      "train --data " + data_path("english.txt") +
+      " --ctx 64 --steps 150 --lr 3e-3 --lr-final 3e-4 --warmup 10 --eval-every 50 --holdout 0.1 --seed 4 --resume " +
+      b.string() + " --out " + b.string());
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  BOOST_CHECK_EQUAL(read_csv(temp_file("train_b.loss.csv")).size(), 151u);
+  BOOST_CHECK(file_bytes(a) == file_bytes(b));
+  BOOST_CHECK(file_bytes(temp_file("train_a.trainer.safetensors")) ==
+              file_bytes(temp_file("train_b.trainer.safetensors")));
+
+  // Resuming with another context or text is refused; so is a finished run.
+  check_one_line_error(run("train --data " + data_path("english.txt") +
+                           " --ctx 32 --steps 150 --holdout 0.1 --seed 4 "
+                           "--lr 3e-3 --lr-final 3e-4 --resume " +
+                           b.string() + " --out " + b.string()));
+  check_one_line_error(run("train --data " + data_path("english.txt") +
+                           " --ctx 64 --steps 150 --holdout 0.1 --seed 4 "
+                           "--lr 3e-3 --lr-final 3e-4 --warmup 10 --resume " +
+                           b.string() + " --out " + b.string()));
+  remove_run(a);
+  remove_run(b);
+}
+
+// `train --tune state` leaves the model alone and writes a state file that generate and logits start from.
+BOOST_AUTO_TEST_CASE(train_tune_state_writes_a_state_file_for_state_in) {
+  const auto text = temp_file("state_text.txt");
+  {
+    std::ofstream f(text);
+    for (int i = 0; i < 40; ++i) f << "User: hi\n\nAssistant: The answer is forty-two.\n\n";
+  }
+  const auto model = data_path("tiny-7v0.model.safetensors");
+  const auto st = temp_file("tuned.state.safetensors");
+  auto r = run("train --data " + text.string() + " --tune state --model " + model + " --state-out " + st.string() +
+               " --ctx 32 --steps 12 --lr 1 --lr-final 0.1 --warmup 0 --holdout 0");
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  BOOST_CHECK(fs::exists(st));
+  const auto with_state = temp_file("logits_state.safetensors"), without = temp_file("logits_zero.safetensors");
+  r = run("logits " + model + " --tokens 85,115,101,114 --out " + with_state.string() + " --state-in " + st.string());
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  r = run("logits " + model + " --tokens 85,115,101,114 --out " + without.string());
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  const auto l1 = floats(rwkv::io::safetensors_file::open(with_state).at("logits"));
+  const auto l0 = floats(rwkv::io::safetensors_file::open(without).at("logits"));
+  float diff = 0;
+  for (std::size_t i = 0; i < l0.size(); ++i) diff = std::max(diff, std::abs(l1[i] - l0[i]));
+  BOOST_CHECK_GT(diff, 1e-3f);  // the tuned state changes what the model predicts
+  r = run("generate " + model + " --state-in " + st.string() + " --prompt User --max-tokens 8");
+  BOOST_CHECK_MESSAGE(r.code == 0, r.err);
+
+  check_one_line_error(run("train --data " + text.string() + " --tune state --model " + model +
+                           " --time-state-out /tmp/x.safetensors --steps 1 --ctx 8"));  // RWKV-7: no time_state
+  check_one_line_error(run("train --data " + text.string() + " --tune state --state-out /tmp/x --steps 1"));
+  check_one_line_error(run("train --data " + text.string() + " --model " + model + " --out /tmp/x --ctx 100000"));
+  check_one_line_error(run("train --data " + data_path("missing.txt") + " --out /tmp/x"));
+  check_one_line_error(run("train --data " + text.string() + " --out /tmp/x --version 9"));
+  fs::remove(text);
+  fs::remove(st);
+  fs::remove(with_state);
+  fs::remove(without);
+  remove_run(temp_file("tuned.state.safetensors"));
 }

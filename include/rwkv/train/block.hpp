@@ -7,6 +7,8 @@
 //     using config_type = ...;                        // has n_embd and dim_ffn
 //     static constexpr channel_mix_spec channel_mix{...};
 //     static std::vector<std::vector<std::int64_t>> state_shapes(const config_type&);  // state[0]: the shift
+//     static constexpr const char* version = "...";         // optional: the inference State's version tag
+//     static std::vector<std::string> state_names();       // optional: its state tensors' names (state files)
 //     struct tape { ... };
 //     my_mix(parameter_set&, const config_type&, std::int64_t layer);
 //     void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context&, tape&,
@@ -37,6 +39,23 @@ class block {
     auto s = TimeMix::state_shapes(c);
     s.push_back({c.n_embd});
     return s;
+  }
+  // The inference model's version tag ("4", "5", "6", "7"; "custom" for a mixer that names none) and the names
+  // of the state tensors in its rwkv::State (att.<the time mixer's names>, ffn.shift), for state files.
+  static std::string version() {
+    if constexpr (requires { TimeMix::version; })
+      return TimeMix::version;
+    else
+      return "custom";
+  }
+  static std::vector<std::string> state_names(const config_type& c) {
+    std::vector<std::string> names;
+    if constexpr (requires { TimeMix::state_names(); })
+      for (const auto& n : TimeMix::state_names()) names.push_back("att." + n);
+    else
+      for (std::size_t i = 0; i < TimeMix::state_shapes(c).size(); ++i) names.push_back("att.s" + std::to_string(i));
+    names.push_back("ffn.shift");
+    return names;
   }
   static void initial_state(std::span<std::vector<float>> s) requires requires { TimeMix::initial_state(s); }
   { TimeMix::initial_state(s.first(s.size() - 1)); }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <span>
@@ -20,6 +21,7 @@
 #include "rwkv/io/checkpoint.hpp"
 #include "rwkv/io/safetensors.hpp"
 #include "rwkv/io/weight_reader.hpp"
+#include "rwkv/state_file.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/parameters.hpp"
 
@@ -119,6 +121,93 @@ class network {
     return s;
   }
 
+  // Adds the official trainers' L2Wrap term to the gradient of the next losses (spec/README.md): it pushes each
+  // position's largest logit towards zero by 1e-4/T, leaving the loss value unchanged. Off by default (the
+  // golden gradients have none).
+  void use_l2wrap(bool on) noexcept { l2wrap_ = on; }
+
+  // A state (from initial_state(), state tuning or a loss() run) as an rwkvpp state file: what
+  // rwkv::load_state and `rwkv-cli generate/chat --state-in` read into the inference model of this checkpoint.
+  void save_state_file(const std::filesystem::path& path, const state& s,
+                       std::map<std::string, std::string> metadata = {}) const {
+    check_state(s);
+    metadata["format"] = state_file_format;
+    metadata["rwkv_version"] = Layer::version();
+    metadata["n_layer"] = std::to_string(cfg_.n_layer);
+    const auto names = Layer::state_names(cfg_);
+    std::vector<io::tensor_to_write> out;
+    for (std::size_t i = 0; i < s.tensors.size(); ++i)
+      out.push_back(
+          io::tensor_to_write::from<float>("blocks." + std::to_string(i / names.size()) + "." + names[i % names.size()],
+                                           {static_cast<std::int64_t>(s.tensors[i].size())}, std::span(s.tensors[i])));
+    io::save_safetensors(path, out, metadata);
+  }
+
+  // Reads an rwkvpp state file (save_state_file, rwkv::save_state, `--state-out`) of this model as a state.
+  state read_state_file(const std::filesystem::path& path) const {
+    const auto file = io::safetensors_file::open(path);
+    const auto& md = file.metadata();
+    auto meta = [&](const std::string& k) {
+      const auto it = md.find(k);
+      if (it == md.end()) throw error("not an rwkvpp state file (metadata '" + k + "' missing)", file.path());
+      return it->second;
+    };
+    if (meta("format") != state_file_format)
+      throw error("unsupported state file format '" + meta("format") + "'", file.path());
+    if (meta("rwkv_version") != Layer::version() || meta("n_layer") != std::to_string(cfg_.n_layer))
+      throw error("state file is for RWKV-" + meta("rwkv_version") + " with " + meta("n_layer") +
+                      " layers; the model is RWKV-" + Layer::version() + " with " + std::to_string(cfg_.n_layer) +
+                      " layers",
+                  file.path());
+    state s = initial_state();
+    const auto names = Layer::state_names(cfg_);
+    for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+      const auto name = "blocks." + std::to_string(i / names.size()) + "." + names[i % names.size()];
+      const auto* t = file.find(name);
+      if (!t) throw error("missing tensor in state file", file.path(), name);
+      if (t->type != dtype::f32)
+        throw error(std::string("dtype ") + dtype_name(t->type) + ", expected F32", file.path(), name);
+      if (t->numel() != static_cast<std::int64_t>(s.tensors[i].size()))
+        throw error("has " + std::to_string(t->numel()) + " values, this model's state needs " +
+                        std::to_string(s.tensors[i].size()),
+                    file.path(), name);
+      std::memcpy(s.tensors[i].data(), t->data, s.tensors[i].size() * sizeof(float));
+      for (float v : s.tensors[i])
+        if (!std::isfinite(v)) throw error("non-finite value", file.path(), name);
+    }
+    if (file.tensors().size() != s.tensors.size())
+      throw error("state file has " + std::to_string(file.tensors().size()) + " tensors, this model's state has " +
+                      std::to_string(s.tensors.size()),
+                  file.path());
+    return s;
+  }
+
+  // RWKV-5/6: the WKV part of a state as the official state-tuning tensors `blocks.<l>.att.time_state`
+  // (H, N, N) [h][value][key], to add to the checkpoint (the inference loaders start from them; the token-shift
+  // parts of the state are not representable there and are left out).
+  std::vector<io::tensor_to_write> time_state_tensors(const state& s) const {
+    check_state(s);
+    const std::string v = Layer::version();
+    if (v != "5" && v != "6")
+      throw error("time_state tensors exist for RWKV-5 and 6 only (this is RWKV-" + v + "; use a state file)");
+    const auto names = Layer::state_names(cfg_);
+    std::vector<io::tensor_to_write> out;
+    for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+      if (names[i % names.size()] != "att.wkv") continue;
+      const auto& shape = s.shapes[i];  // H, N (key), N (value)
+      const auto H = shape[0], N = shape[1];
+      std::vector<float> vk(s.tensors[i].size());
+      for (std::int64_t h = 0; h < H; ++h)
+        for (std::int64_t k = 0; k < N; ++k)
+          for (std::int64_t val = 0; val < N; ++val)
+            vk[static_cast<std::size_t>((h * N + val) * N + k)] =
+                s.tensors[i][static_cast<std::size_t>((h * N + k) * N + val)];
+      out.push_back(io::tensor_to_write::from<float>("blocks." + std::to_string(i / names.size()) + ".att.time_state",
+                                                     shape, std::span<const float>(vk)));
+    }
+    return out;
+  }
+
   // The loss alone (mean cross-entropy of the logits after inputs[0..t] against targets[t]), from `initial`
   // (initial_state() when null); the final state is written back to `final` when given. No gradient is computed.
   double loss(std::span<const std::int32_t> inputs, std::span<const std::int32_t> targets, form f = form::sequence,
@@ -153,6 +242,7 @@ class network {
     if (final) *final = s;
 
     const double loss = cross_entropy(logits, targets, dlogits_);
+    if (l2wrap_) l2wrap(logits, dlogits_, static_cast<double>(T));
     L_ = L;
     return loss;
   }
@@ -225,6 +315,7 @@ class network {
   std::vector<segment> segments_;
   row_matrix dlogits_;
   Eigen::Index L_ = 0;
+  bool l2wrap_ = false;
 };
 
 }  // namespace rwkv::train

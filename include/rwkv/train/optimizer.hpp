@@ -63,6 +63,8 @@ class adamw {
   // The moments, in parameter order (for checkpoints of the optimizer state).
   std::vector<row_matrix>& first_moments() noexcept { return m_; }
   std::vector<row_matrix>& second_moments() noexcept { return v_; }
+  const std::vector<row_matrix>& first_moments() const noexcept { return m_; }
+  const std::vector<row_matrix>& second_moments() const noexcept { return v_; }
   void set_steps(std::int64_t t) noexcept { t_ = t; }
 
  private:

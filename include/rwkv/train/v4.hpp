@@ -28,6 +28,9 @@ class time_mix {
   using config_type = rwkv::v4::Config;
 
   // The reference's order: att token shift (C), a, b, p (A each) (the block adds the ffn token shift).
+  // The inference model's version tag and names of these state tensors (rwkv::State, state files).
+  static constexpr const char* version = "4";
+  static std::vector<std::string> state_names() { return {"shift", "aa", "bb", "pp"}; }
   static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
     return {{c.n_embd}, {c.dim_att}, {c.dim_att}, {c.dim_att}};
   }

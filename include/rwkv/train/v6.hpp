@@ -26,6 +26,9 @@ class time_mix {
   using config_type = rwkv::v6::Config;
   static constexpr int slots = 5;  // the ddlerp LoRA slots, in this order: w, k, v, r, g
 
+  // The inference model's version tag and names of these state tensors (rwkv::State, state files).
+  static constexpr const char* version = "6";
+  static std::vector<std::string> state_names() { return {"shift", "wkv"}; }
   static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
     return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}};
   }

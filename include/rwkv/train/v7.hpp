@@ -36,6 +36,9 @@ class time_mix {
 
   // In the reference's state order: att token shift (C), WKV state (H, N, N) as [h][value][key] (the block adds
   // the ffn token shift).
+  // The inference model's version tag and names of these state tensors (rwkv::State, state files).
+  static constexpr const char* version = "7";
+  static std::vector<std::string> state_names() { return {"shift", "wkv"}; }
   static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
     return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}};
   }
