@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages rwkvpp needs, only those that are missing (safe to run again).
 set -euo pipefail
 
-packages=(cmake ninja-build g++ libeigen3-dev libxsimd-dev nlohmann-json3-dev libboost-test-dev libbenchmark-dev)
+packages=(cmake ninja-build g++ libeigen3-dev libxsimd-dev nlohmann-json3-dev libboost-test-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin gnuplot-nox)  # MPI: data-parallel training (optional); gnuplot: train's loss plot
 [ "${RWKV_WITH_FORMAT:-0}" = 1 ] && packages+=(clang-format)
 [ "${RWKV_WITH_FUZZ:-0}" = 1 ] && packages+=(clang libclang-rt-14-dev)
 [ "${RWKV_WITH_ARM:-0}" = 1 ] && packages+=(g++-aarch64-linux-gnu qemu-user)

@@ -145,8 +145,9 @@ bool plot(const std::filesystem::path& csv, const std::filesystem::path& out) {
   FILE* g = ::popen("gnuplot", "w");
   if (!g) throw rwkv::error("cannot run gnuplot");
   std::ostringstream script;
-  script << (png ? "set terminal pngcairo size 900,540\n" : "set terminal svg size 900,540 dynamic\n") << "set output '"
-         << out.string() << "'\n"
+  script << (png ? "set terminal pngcairo size 900,540\n"
+                 : "set terminal svg size 900,540 dynamic background rgb 'white'\n")
+         << "set output '" << out.string() << "'\n"
          << "set datafile separator ','\n"
          << "set xlabel 'step'\nset ylabel 'loss (nats per token)'\nset grid\nset key top right\n"
          << "plot '" << csv.string() << "' using 1:3 with lines lw 1.5 title 'training loss', \\\n"
