@@ -12,6 +12,7 @@
 
 #include <rwkv/init/builder.hpp>
 #include <rwkv/train.hpp>
+#include <rwkv/train/memory.hpp>
 #include <rwkv/train/optimizer.hpp>
 #include <rwkv/v7.hpp>
 
@@ -29,8 +30,12 @@ rwkv::train::network<rwkv::train::v7::layer> make_network() {
   return net;
 }
 
+// state.range(0): threads (products split by rows, WKV heads in parallel).
 void train_step(benchmark::State& st) {
+  rwkv::train::retain_freed_memory();  // as rwkv::train::trainer does
   auto net = make_network();
+  rwkv::thread_pool pool(static_cast<unsigned>(st.range(0)));
+  net.use_threads(&pool);
   rwkv::train::adamw opt(net.parameters());
   std::mt19937 rng(1);
   std::vector<std::int32_t> in(ctx), tg(ctx);
@@ -47,20 +52,22 @@ void train_step(benchmark::State& st) {
   st.counters["tokens/s"] = benchmark::Counter(static_cast<double>(st.iterations() * ctx), benchmark::Counter::kIsRate);
   st.counters["params"] = static_cast<double>(params);
 }
-BENCHMARK(train_step)->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
+BENCHMARK(train_step)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
 
-// The GEMM rate (Eigen, one thread, fp32) on the shapes training multiplies: 512 x 256 by 256 x 1024.
+// The GEMM rate (Eigen, fp32) on the shapes training multiplies, 512 x 256 by 256 x 1024, with the training's
+// threads (state.range(0); rows split as the training's products split them).
 void gemm_rate(benchmark::State& st) {
   const rwkv::row_matrix a = rwkv::row_matrix::Random(ctx, 256), b = rwkv::row_matrix::Random(256, 1024);
   rwkv::row_matrix c(ctx, 1024);
+  rwkv::thread_pool pool(static_cast<unsigned>(st.range(0)));
   for (auto _ : st) {
-    c.noalias() = a * b;
+    rwkv::train::product(&pool, c, a, b);
     benchmark::DoNotOptimize(c.data());
   }
   st.counters["FLOP/s"] =
       benchmark::Counter(static_cast<double>(st.iterations()) * 2.0 * ctx * 256 * 1024, benchmark::Counter::kIsRate);
 }
-BENCHMARK(gemm_rate)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(gemm_rate)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

@@ -49,6 +49,8 @@ OPTIONS (defaults in brackets):
   --precision f32|bf16 [f32]   bf16: the forward and backward see bf16 weights, float32 master weights
   --mode sequence|step [sequence]   parallel form, or token by token through the state
   --seed S [0]             order of the training windows
+  --threads N [1]          threads for the matrix products and WKV heads (a resumed run is bit-identical with
+                           the same N)
   --tune weights|state [weights]   state: train only the initial state of the frozen model
   --state-out FILE         (state tuning) the tuned state, for generate/chat --state-in
   --time-state-out FILE    (state tuning, RWKV-5/6) the model with the state as att.time_state tensors
@@ -180,6 +182,10 @@ int train(tr::network<Layer>& net, const args& a, const std::vector<std::int32_t
   if (paths.time_state_out && std::string(Layer::version()) != "5" && std::string(Layer::version()) != "6")
     throw usage_error("--time-state-out is for RWKV-5/6 (this is RWKV-" + std::string(Layer::version()) +
                       "): use --state-out");
+  const auto threads = parse_number<int>(a.get("--threads").value_or("1"), "--threads");
+  if (threads < 1 || threads > 1024) throw usage_error("--threads must be between 1 and 1024");
+  rwkv::thread_pool pool(static_cast<unsigned>(threads));
+  o.pool = &pool;
   tr::trainer<Layer> t(net, training, o);
   if (resume) t.resume(*resume);
   const auto first = t.steps_done();
@@ -251,7 +257,7 @@ int cmd_train(int argc, char** argv) {
           "--steps",          "--lr",        "--lr-final",   "--warmup",     "--weight-decay", "--clip",
           "--l2wrap",         "--precision", "--mode",       "--seed",       "--tune",         "--state-out",
           "--time-state-out", "--holdout",   "--eval-every", "--save-every", "--loss-csv",     "--plot",
-          "--vocab",          "--stop-at"});
+          "--vocab",          "--stop-at",   "--threads"});
   if (!a.positional.empty()) throw usage_error("train takes no positional arguments (see rwkv-cli train --help)");
   const auto data = a.get("--data");
   if (!data) throw usage_error("train needs --data TEXT");

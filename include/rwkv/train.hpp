@@ -10,6 +10,7 @@
 #include "rwkv/core/error.hpp"
 #include "rwkv/detect.hpp"
 #include "rwkv/io/checkpoint.hpp"
+#include "rwkv/train/memory.hpp"
 #include "rwkv/train/network.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/optimizer.hpp"

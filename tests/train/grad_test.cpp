@@ -46,9 +46,11 @@ void check_gradient(const float* got, const std::vector<float>& want, const std:
 }
 
 template <class Layer>
-void check_against_golden(const std::string& case_name, rwkv::train::form form) {
+void check_against_golden(const std::string& case_name, rwkv::train::form form, unsigned threads = 1) {
   const golden_grads g(case_name + ".grad.safetensors");
   auto net = rwkv::train::network<Layer>::load(data_path(case_name + ".model.safetensors"));
+  rwkv::thread_pool pool(threads);  // > 1: products split by rows, WKV heads in parallel
+  net.use_threads(&pool);
   const auto tokens = g.tokens();
   const std::vector<std::int32_t> inputs(tokens.begin(), tokens.end() - 1), targets(tokens.begin() + 1, tokens.end());
 
@@ -83,12 +85,15 @@ void check_against_golden(const std::string& case_name, rwkv::train::form form) 
 
 }  // namespace
 
-#define RWKV_GRAD_CASE(name, layer, file)                                        \
-  BOOST_AUTO_TEST_CASE(name##_sequence_form_matches_the_reference_gradients) {   \
-    check_against_golden<rwkv::train::layer>(file, rwkv::train::form::sequence); \
-  }                                                                              \
-  BOOST_AUTO_TEST_CASE(name##_step_form_matches_the_reference_gradients) {       \
-    check_against_golden<rwkv::train::layer>(file, rwkv::train::form::step);     \
+#define RWKV_GRAD_CASE(name, layer, file)                                           \
+  BOOST_AUTO_TEST_CASE(name##_sequence_form_matches_the_reference_gradients) {      \
+    check_against_golden<rwkv::train::layer>(file, rwkv::train::form::sequence);    \
+  }                                                                                 \
+  BOOST_AUTO_TEST_CASE(name##_step_form_matches_the_reference_gradients) {          \
+    check_against_golden<rwkv::train::layer>(file, rwkv::train::form::step);        \
+  }                                                                                 \
+  BOOST_AUTO_TEST_CASE(name##_on_two_threads_matches_the_reference_gradients) {     \
+    check_against_golden<rwkv::train::layer>(file, rwkv::train::form::sequence, 2); \
   }
 
 RWKV_GRAD_CASE(v4, v4::layer, "v4-dev")

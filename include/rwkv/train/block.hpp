@@ -80,13 +80,13 @@ class block {
     norm_forward(x, *ln1_w_, *ln1_b_, C_, layer_norm_eps, tp.h, tp.ln1);
     time_mix_.forward(tp.h, state.first(state.size() - 1), seg, tp.time_mix, tp.out);
     x += tp.out;
-    channel_mix_.forward(x, state.back(), tp.channel_mix);
+    channel_mix_.forward(x, state.back(), tp.channel_mix, seg.pool);
   }
 
   // dx: ∂L/∂(block output), replaced by ∂L/∂(block input). dstate: ∂L/∂(state after the segment), replaced by
   // ∂L/∂(state before it). Parameter gradients are accumulated.
   void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp) {
-    channel_mix_.backward(dx, dstate.back(), tp.channel_mix);
+    channel_mix_.backward(dx, dstate.back(), tp.channel_mix, seg.pool);
     row_matrix dh, dln;
     time_mix_.backward(dx, dstate.first(dstate.size() - 1), seg, tp.time_mix, dh);
     norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);

@@ -63,17 +63,18 @@ class squared_relu_channel_mix {
   };
 
   // residual: the block's stream (T x C), to which CM(ln2(residual)) is added. `shift` is advanced.
-  void forward(row_matrix& residual, std::vector<float>& shift, tape& tp) const {
+  void forward(row_matrix& residual, std::vector<float>& shift, tape& tp, thread_pool* pool = nullptr) const {
     norm_forward(residual, *ln2_w_, *ln2_b_, C_, layer_norm_eps, tp.x, tp.ln2);
     const auto& x = tp.x;
     tp.prev = shifted(x, shift);
     form_mix_forward(form_, x, tp.prev, *mu_k_, tp.xk);
-    tp.pre.noalias() = tp.xk * W_k_->value.transpose();
+    linear_forward(tp.xk, *W_k_, tp.pre, pool);
     tp.kk = tp.pre.array().max(0.f).square();
-    tp.kv.noalias() = tp.kk * W_v_->value.transpose();
+    linear_forward(tp.kk, *W_v_, tp.kv, pool);
     if (W_r_) {
       form_mix_forward(form_, x, tp.prev, *mu_r_, tp.xr);
-      tp.rr = (tp.xr * W_r_->value.transpose()).unaryExpr([](float q) { return sigmoid(q); });
+      linear_forward(tp.xr, *W_r_, tp.rr, pool);
+      tp.rr = tp.rr.unaryExpr([](float q) { return sigmoid(q); });
       residual += tp.rr.cwiseProduct(tp.kv);
     } else {
       residual += tp.kv;
@@ -83,7 +84,7 @@ class squared_relu_channel_mix {
 
   // dout: ∂L/∂(residual after), becomes ∂L/∂(residual before). dshift: ∂L/∂(shift after) in, ∂L/∂(shift before)
   // out.
-  void backward(row_matrix& dout, std::vector<float>& dshift, const tape& tp) {
+  void backward(row_matrix& dout, std::vector<float>& dshift, const tape& tp, thread_pool* pool = nullptr) {
     const auto T = dout.rows();
     row_matrix dx = row_matrix::Zero(T, C_), dprev = row_matrix::Zero(T, C_), dln;
     row_matrix dkv = dout;
@@ -91,13 +92,13 @@ class squared_relu_channel_mix {
       dkv = dout.cwiseProduct(tp.rr);
       const row_matrix dpr = dout.array() * tp.kv.array() * tp.rr.array() * (1.f - tp.rr.array());
       row_matrix dxr = row_matrix::Zero(T, C_);
-      linear_backward(dpr, tp.xr, *W_r_, dxr);
+      linear_backward(dpr, tp.xr, *W_r_, dxr, pool);
       form_mix_backward(form_, dxr, tp.x, tp.prev, *mu_r_, dx, dprev);
     }
     row_matrix dkk = row_matrix::Zero(T, W_v_->value.cols()), dxk = row_matrix::Zero(T, C_);
-    linear_backward(dkv, tp.kk, *W_v_, dkk);
+    linear_backward(dkv, tp.kk, *W_v_, dkk, pool);
     const row_matrix dpre = 2.f * dkk.array() * tp.pre.array().max(0.f);
-    linear_backward(dpre, tp.xk, *W_k_, dxk);
+    linear_backward(dpre, tp.xk, *W_k_, dxk, pool);
     form_mix_backward(form_, dxk, tp.x, tp.prev, *mu_k_, dx, dprev);
     state_shift_backward(dprev, dx, dshift);
     norm_backward(dx, tp.ln2, *ln2_w_, *ln2_b_, C_, dln);

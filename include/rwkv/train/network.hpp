@@ -121,6 +121,10 @@ class network {
     return s;
   }
 
+  // The threads the following forwards and backwards use: matrix products split by rows, WKV heads in parallel
+  // (null: the calling thread only). The pool is the caller's; it must outlive its use here.
+  void use_threads(thread_pool* pool) noexcept { pool_ = pool; }
+
   // Adds the official trainers' L2Wrap term to the gradient of the next losses (spec/README.md): it pushes each
   // position's largest logit towards zero by 1e-4/T, leaving the loss value unchanged. Off by default (the
   // golden gradients have none).
@@ -232,12 +236,13 @@ class network {
       auto& sg = segments_[i];
       sg.tokens.assign(inputs.begin() + t0, inputs.begin() + t0 + n);
       sg.tapes.resize(layers_.size());
+      sg.ctx.pool = pool_;
       row_matrix x(n, cfg_.n_embd), y;
       for (Eigen::Index t = 0; t < n; ++t) x.row(t) = emb_->value.row(sg.tokens[static_cast<std::size_t>(t)]);
       norm_forward(x, *ln0_w_, *ln0_b_, cfg_.n_embd, layer_norm_eps, y, sg.ln0);
       for (std::size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(y, layer_state(s, l), sg.ctx, sg.tapes[l]);
       norm_forward(y, *ln_out_w_, *ln_out_b_, cfg_.n_embd, layer_norm_eps, sg.xo, sg.ln_out);
-      logits.middleRows(t0, n).noalias() = sg.xo * head_->value.transpose();
+      product(pool_, logits.middleRows(t0, n), sg.xo, head_->value.transpose());
     }
     if (final) *final = s;
 
@@ -269,8 +274,9 @@ class network {
       auto& sg = segments_[static_cast<std::size_t>(i)];
       const Eigen::Index t0 = i * L, n = static_cast<Eigen::Index>(sg.tokens.size());
       const auto dl = dlogits.middleRows(t0, n);
-      head_->grad.noalias() += dl.transpose() * sg.xo;
-      const row_matrix dxo = dl * head_->value;
+      product(pool_, head_->grad, dl.transpose(), sg.xo, true);
+      row_matrix dxo;
+      product(pool_, dxo, dl, head_->value);
       row_matrix dx;
       norm_backward(dxo, sg.ln_out, *ln_out_w_, *ln_out_b_, cfg_.n_embd, dx);
       sg.ctx.d_v_first.resize(0, 0);
@@ -316,6 +322,7 @@ class network {
   row_matrix dlogits_;
   Eigen::Index L_ = 0;
   bool l2wrap_ = false;
+  thread_pool* pool_ = nullptr;
 };
 
 }  // namespace rwkv::train

@@ -13,6 +13,7 @@
 
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/tensor.hpp"
+#include "rwkv/core/thread_pool.hpp"
 #include "rwkv/train/parameters.hpp"
 
 namespace rwkv::train {
@@ -25,10 +26,36 @@ inline constexpr float layer_norm_eps = 1e-5f;
 inline constexpr float group_norm_eps = 64e-5f;
 inline constexpr Eigen::Index wkv_checkpoint = 16;
 
-// What travels between the layers of one segment besides the activations: RWKV-7's v_first and its gradient.
+// What travels between the layers of one segment besides the activations: RWKV-7's v_first and its gradient, and
+// the threads the products and the WKV heads may use (none: the calling thread only).
 struct segment_context {
   row_matrix v_first, d_v_first;
+  thread_pool* pool = nullptr;
 };
+
+// dst = lhs·rhs, or dst += lhs·rhs. With a pool and a product worth a fork, dst's rows are split over the threads,
+// each one Eigen product of its rows. (The blocking Eigen picks depends on the row count, so the rounding depends
+// on the thread count: runs with the same threads are bit-identical.)
+template <class Dst, class Lhs, class Rhs>
+void product(thread_pool* pool, Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool accumulate = false) {
+  const Eigen::Index m = lhs.rows(), n = rhs.cols(), k = lhs.cols();
+  if (!accumulate) dst.resize(m, n);
+  const Eigen::Index threads = pool ? pool->size() : 1;
+  if (threads < 2 || m < 8 * threads || m * n * k < (Eigen::Index{1} << 17)) {
+    if (accumulate)
+      dst.noalias() += lhs * rhs;
+    else
+      dst.noalias() = lhs * rhs;
+    return;
+  }
+  pool->parallel_for(m, [&](std::int64_t r0, std::int64_t r1) {
+    auto d = dst.middleRows(r0, r1 - r0);
+    if (accumulate)
+      d.noalias() += lhs.middleRows(r0, r1 - r0) * rhs;
+    else
+      d.noalias() = lhs.middleRows(r0, r1 - r0) * rhs;
+  });
+}
 
 // ---- LayerNorm over groups of `group` channels (group = C: LayerNorm; group = N: RWKV's per-head GroupNorm) ----
 
@@ -115,21 +142,29 @@ inline void state_shift_backward(const row_matrix& dprev, row_matrix& dx, std::v
 
 // ---- Products. `W` is an nn.Linear weight (out x in): y = x·Wᵀ. A LoRA factor (in x rank): y = x·A ----
 
-inline void linear_backward(const row_matrix& dy, const row_matrix& x, parameter& W, row_matrix& dx) {
-  W.grad.noalias() += dy.transpose() * x;
-  dx.noalias() += dy * W.value;
+// y = x·Wᵀ, on the pool's threads.
+inline void linear_forward(const row_matrix& x, const parameter& W, row_matrix& y, thread_pool* pool = nullptr) {
+  product(pool, y, x, W.value.transpose());
+}
+
+inline void linear_backward(const row_matrix& dy, const row_matrix& x, parameter& W, row_matrix& dx,
+                            thread_pool* pool = nullptr) {
+  product(pool, W.grad, dy.transpose(), x, true);
+  product(pool, dx, dy, W.value, true);
 }
 
 // The same, returning ∂L/∂x.
-inline row_matrix linear_backward(const row_matrix& dy, const row_matrix& x, parameter& W) {
+inline row_matrix linear_backward(const row_matrix& dy, const row_matrix& x, parameter& W,
+                                  thread_pool* pool = nullptr) {
   row_matrix dx = row_matrix::Zero(dy.rows(), W.value.cols());
-  linear_backward(dy, x, W, dx);
+  linear_backward(dy, x, W, dx, pool);
   return dx;
 }
 
-inline void lora_backward(const row_matrix& dy, const row_matrix& x, parameter& A, row_matrix& dx) {
-  A.grad.noalias() += x.transpose() * dy;
-  dx.noalias() += dy * A.value.transpose();
+inline void lora_backward(const row_matrix& dy, const row_matrix& x, parameter& A, row_matrix& dx,
+                          thread_pool* pool = nullptr) {
+  product(pool, A.grad, x.transpose(), dy, true);
+  product(pool, dx, dy, A.value.transpose(), true);
 }
 
 // ---- Activations ----

@@ -32,6 +32,7 @@
 #include "rwkv/core/half.hpp"
 #include "rwkv/io/safetensors.hpp"
 #include "rwkv/train/communicator.hpp"
+#include "rwkv/train/memory.hpp"
 #include "rwkv/train/network.hpp"
 #include "rwkv/train/optimizer.hpp"
 #include "rwkv/train/parameters.hpp"
@@ -61,6 +62,7 @@ struct trainer_options {
   weight_precision precision = weight_precision::f32;
   form segments = form::sequence;
   std::uint64_t seed = 0;
+  thread_pool* pool = nullptr;  // threads for the products and WKV heads (the caller's; null: this thread only)
 };
 
 struct step_report {
@@ -103,7 +105,9 @@ class trainer {
       if (tokens_[i] < 0 || tokens_[i] >= vocab)
         throw error("training token " + std::to_string(i) + " has id " + std::to_string(tokens_[i]) +
                     ", out of range for vocabulary " + std::to_string(vocab));
+    retain_freed_memory();  // a step's temporaries are reused, not page-faulted in afresh (train/memory.hpp)
     net_->use_l2wrap(o_.l2wrap);
+    net_->use_threads(o_.pool);
     for (auto& p : net_->parameters().all()) comm_->broadcast(values_of(p.value), 0);
     if (o_.what == trained::state) {
       state_params_ = std::make_unique<parameter_set>();

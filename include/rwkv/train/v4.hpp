@@ -51,7 +51,7 @@ class time_mix {
     std::vector<std::vector<float>> checkpoints;  // (a, b, p) before every wkv_checkpoint-th token, 3·A each
   };
 
-  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context&, tape& tp,
+  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context& seg, tape& tp,
                row_matrix& out) const {
     const auto T = h.rows();
     tp.h = h;
@@ -59,9 +59,10 @@ class time_mix {
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_k_, tp.xk);
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_v_, tp.xv);
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_r_, tp.xr);
-    tp.k.noalias() = tp.xk * W_k_->value.transpose();
-    tp.v.noalias() = tp.xv * W_v_->value.transpose();
-    tp.r = (tp.xr * W_r_->value.transpose()).unaryExpr([](float q) { return sigmoid(q); });
+    linear_forward(tp.xk, *W_k_, tp.k, seg.pool);
+    linear_forward(tp.xv, *W_v_, tp.v, seg.pool);
+    linear_forward(tp.xr, *W_r_, tp.r, seg.pool);
+    tp.r = tp.r.unaryExpr([](float q) { return sigmoid(q); });
     tp.y.resize(T, A_);
     tp.checkpoints.clear();
     std::vector<float> abp(static_cast<std::size_t>(3 * A_));
@@ -72,15 +73,15 @@ class time_mix {
     }
     unpack(abp, state);
     tp.ry = tp.r.cwiseProduct(tp.y);
-    out.noalias() = tp.ry * W_o_->value.transpose();
+    linear_forward(tp.ry, *W_o_, out, seg.pool);
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
   }
 
-  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp,
+  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp,
                 row_matrix& dh) {
     const auto T = dx.rows();
 
-    const row_matrix dry = linear_backward(dx, tp.ry, *W_o_);
+    const row_matrix dry = linear_backward(dx, tp.ry, *W_o_, seg.pool);
     const row_matrix dy = dry.cwiseProduct(tp.r);
     const row_matrix dpr = dry.array() * tp.y.array() * tp.r.array() * (1.f - tp.r.array());
 
@@ -108,9 +109,9 @@ class time_mix {
     unpack(dabp, dstate);
 
     row_matrix dxk = row_matrix::Zero(T, C_), dxv = row_matrix::Zero(T, C_), dxr = row_matrix::Zero(T, C_);
-    linear_backward(dk, tp.xk, *W_k_, dxk);
-    linear_backward(dv, tp.xv, *W_v_, dxv);
-    linear_backward(dpr, tp.xr, *W_r_, dxr);
+    linear_backward(dk, tp.xk, *W_k_, dxk, seg.pool);
+    linear_backward(dv, tp.xv, *W_v_, dxv, seg.pool);
+    linear_backward(dpr, tp.xr, *W_r_, dxr, seg.pool);
     dh = row_matrix::Zero(T, C_);
     row_matrix dprev = row_matrix::Zero(T, C_);
     form_mix_backward(mix_form::current, dxk, tp.h, tp.prev, *mu_k_, dh, dprev);

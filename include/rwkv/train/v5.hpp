@@ -56,7 +56,7 @@ class time_mix {
     wkv5_op::tape wkv;
   };
 
-  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context&, tape& tp,
+  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context& seg, tape& tp,
                row_matrix& out) const {
     const auto T = h.rows();
     tp.h = h;
@@ -64,9 +64,9 @@ class time_mix {
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_k_, tp.xk);
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_v_, tp.xv);
     form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_r_, tp.xr);
-    tp.r.noalias() = tp.xr * W_r_->value.transpose();
-    tp.k.noalias() = tp.xk * W_k_->value.transpose();
-    tp.v.noalias() = tp.xv * W_v_->value.transpose();
+    linear_forward(tp.xr, *W_r_, tp.r, seg.pool);
+    linear_forward(tp.xk, *W_k_, tp.k, seg.pool);
+    linear_forward(tp.xv, *W_v_, tp.v, seg.pool);
     tp.w.resize(T, C_);
     tp.u.resize(static_cast<std::size_t>(C_));
     for (Eigen::Index c = 0; c < C_; ++c) {
@@ -74,32 +74,32 @@ class time_mix {
       const float b = per_channel(*bonus_, c);
       tp.u[static_cast<std::size_t>(c)] = bonus_exp_ ? std::exp(b) : b;
     }
-    wkv_.forward({tp.r, tp.k, tp.v, tp.w, tp.u.data()}, state[1], tp.y, tp.wkv);
+    wkv_.forward({tp.r, tp.k, tp.v, tp.w, tp.u.data()}, state[1], tp.y, tp.wkv, seg.pool);
     norm_forward(tp.y, *lnx_w_, *lnx_b_, N_, group_norm_eps, tp.yn, tp.gn);
     if (gate_) {
       form_mix_forward(mix_form::current, tp.h, tp.prev, *mu_g_, tp.xg);
-      tp.gp.noalias() = tp.xg * W_g_->value.transpose();
+      linear_forward(tp.xg, *W_g_, tp.gp, seg.pool);
       tp.g = tp.gp.unaryExpr([](float q) { return q * sigmoid(q); });
       tp.yo = tp.yn.cwiseProduct(tp.g);
     } else {
       tp.yo = tp.yn;
     }
-    out.noalias() = tp.yo * W_o_->value.transpose();
+    linear_forward(tp.yo, *W_o_, out, seg.pool);
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
   }
 
-  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp,
+  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp,
                 row_matrix& dh) {
     const auto T = dx.rows();
 
-    const row_matrix dyo = linear_backward(dx, tp.yo, *W_o_);
+    const row_matrix dyo = linear_backward(dx, tp.yo, *W_o_, seg.pool);
     row_matrix dyn, dxg;
     if (gate_) {
       dyn = dyo.cwiseProduct(tp.g);
       const row_matrix dgp =
           dyo.array() * tp.yn.array() * tp.gp.unaryExpr([](float q) { return silu_grad(q); }).array();
       dxg = row_matrix::Zero(T, C_);
-      linear_backward(dgp, tp.xg, *W_g_, dxg);
+      linear_backward(dgp, tp.xg, *W_g_, dxg, seg.pool);
     } else {
       dyn = dyo;
     }
@@ -109,7 +109,7 @@ class time_mix {
     row_matrix dr = row_matrix::Zero(T, C_), dk = row_matrix::Zero(T, C_), dv = row_matrix::Zero(T, C_),
                dw = row_matrix::Zero(T, C_);
     std::vector<float> du(static_cast<std::size_t>(C_), 0.f);
-    wkv_.backward(dy, {tp.r, tp.k, tp.v, tp.w, tp.u.data()}, tp.wkv, dstate[1], dr, dk, dv, dw, du.data());
+    wkv_.backward(dy, {tp.r, tp.k, tp.v, tp.w, tp.u.data()}, tp.wkv, dstate[1], dr, dk, dv, dw, du.data(), seg.pool);
     for (Eigen::Index c = 0; c < C_; ++c) {  // w = exp(−exp(d)), u = exp(first) or raw
       const float d = per_channel(*decay_, c), w = tp.w(0, c);
       per_channel_grad(*decay_, c) += dw.col(c).sum() * w * -std::exp(d);
@@ -118,9 +118,9 @@ class time_mix {
     }
 
     row_matrix dxr = row_matrix::Zero(T, C_), dxk = row_matrix::Zero(T, C_), dxv = row_matrix::Zero(T, C_);
-    linear_backward(dr, tp.xr, *W_r_, dxr);
-    linear_backward(dk, tp.xk, *W_k_, dxk);
-    linear_backward(dv, tp.xv, *W_v_, dxv);
+    linear_backward(dr, tp.xr, *W_r_, dxr, seg.pool);
+    linear_backward(dk, tp.xk, *W_k_, dxk, seg.pool);
+    linear_backward(dv, tp.xv, *W_v_, dxv, seg.pool);
     dh = row_matrix::Zero(T, C_);
     row_matrix dprev = row_matrix::Zero(T, C_);
     form_mix_backward(mix_form::current, dxk, tp.h, tp.prev, *mu_k_, dh, dprev);

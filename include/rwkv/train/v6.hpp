@@ -58,7 +58,7 @@ class time_mix {
     wkv5_op::tape wkv;
   };
 
-  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context&, tape& tp,
+  void forward(const row_matrix& h, std::span<std::vector<float>> state, segment_context& seg, tape& tp,
                row_matrix& out) const {
     const auto T = h.rows();
     tp.h = h;
@@ -70,26 +70,26 @@ class time_mix {
       tp.m[j].noalias() = tp.zz.middleCols(j * D_, D_) * M2_->value.middleRows(j * D_, D_);
       tp.xs[j] = tp.h + (tp.delta.array() * (tp.m[j].array().rowwise() + mu_[j]->value.row(0).array())).matrix();
     }
-    tp.r.noalias() = tp.xs[3] * W_r_->value.transpose();
-    tp.k.noalias() = tp.xs[1] * W_k_->value.transpose();
-    tp.v.noalias() = tp.xs[2] * W_v_->value.transpose();
-    tp.gp.noalias() = tp.xs[4] * W_g_->value.transpose();
+    linear_forward(tp.xs[3], *W_r_, tp.r, seg.pool);
+    linear_forward(tp.xs[1], *W_k_, tp.k, seg.pool);
+    linear_forward(tp.xs[2], *W_v_, tp.v, seg.pool);
+    linear_forward(tp.xs[4], *W_g_, tp.gp, seg.pool);
     tp.g = tp.gp.unaryExpr([](float q) { return q * sigmoid(q); });
     tp.hd = (tp.xs[0] * Wd1_->value).array().tanh();
     tp.dd = (tp.hd * Wd2_->value).rowwise() + d0_->value.row(0);
     tp.w = tp.dd.unaryExpr([](float q) { return std::exp(-std::exp(q)); });
-    wkv_.forward({tp.r, tp.k, tp.v, tp.w, u_->value.data()}, state[1], tp.y, tp.wkv);
+    wkv_.forward({tp.r, tp.k, tp.v, tp.w, u_->value.data()}, state[1], tp.y, tp.wkv, seg.pool);
     norm_forward(tp.y, *lnx_w_, *lnx_b_, N_, group_norm_eps, tp.yn, tp.gn);
     tp.yo = tp.yn.cwiseProduct(tp.g);
-    out.noalias() = tp.yo * W_o_->value.transpose();
+    linear_forward(tp.yo, *W_o_, out, seg.pool);
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
   }
 
-  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context&, const tape& tp,
+  void backward(const row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp,
                 row_matrix& dh) {
     const auto T = dx.rows();
 
-    const row_matrix dyo = linear_backward(dx, tp.yo, *W_o_);
+    const row_matrix dyo = linear_backward(dx, tp.yo, *W_o_, seg.pool);
     const row_matrix dyn = dyo.cwiseProduct(tp.g);
     const row_matrix dgp = dyo.array() * tp.yn.array() * tp.gp.unaryExpr([](float q) { return silu_grad(q); }).array();
     row_matrix dy;
@@ -97,7 +97,8 @@ class time_mix {
 
     row_matrix dr = row_matrix::Zero(T, C_), dk = row_matrix::Zero(T, C_), dv = row_matrix::Zero(T, C_),
                dw = row_matrix::Zero(T, C_);
-    wkv_.backward(dy, {tp.r, tp.k, tp.v, tp.w, u_->value.data()}, tp.wkv, dstate[1], dr, dk, dv, dw, u_->grad.data());
+    wkv_.backward(dy, {tp.r, tp.k, tp.v, tp.w, u_->value.data()}, tp.wkv, dstate[1], dr, dk, dv, dw, u_->grad.data(),
+                  seg.pool);
 
     // w = exp(−exp(dd)), dd = d0 + tanh(x_w·Wd1)·Wd2.
     const row_matrix ddd = dw.array() * tp.w.array() * -tp.dd.array().exp();
@@ -105,13 +106,13 @@ class time_mix {
     row_matrix dxs[slots];
     for (auto& d : dxs) d = row_matrix::Zero(T, C_);
     row_matrix dhd = row_matrix::Zero(T, Wd2_->value.rows());
-    lora_backward(ddd, tp.hd, *Wd2_, dhd);
+    lora_backward(ddd, tp.hd, *Wd2_, dhd, seg.pool);
     const row_matrix dpd = dhd.array() * (1.f - tp.hd.array().square());
-    lora_backward(dpd, tp.xs[0], *Wd1_, dxs[0]);
-    linear_backward(dk, tp.xs[1], *W_k_, dxs[1]);
-    linear_backward(dv, tp.xs[2], *W_v_, dxs[2]);
-    linear_backward(dr, tp.xs[3], *W_r_, dxs[3]);
-    linear_backward(dgp, tp.xs[4], *W_g_, dxs[4]);
+    lora_backward(dpd, tp.xs[0], *Wd1_, dxs[0], seg.pool);
+    linear_backward(dk, tp.xs[1], *W_k_, dxs[1], seg.pool);
+    linear_backward(dv, tp.xs[2], *W_v_, dxs[2], seg.pool);
+    linear_backward(dr, tp.xs[3], *W_r_, dxs[3], seg.pool);
+    linear_backward(dgp, tp.xs[4], *W_g_, dxs[4], seg.pool);
 
     // x_j = h + δ·(μ_j + m_j), m_j = tanh(x̄·M1)[slot j]·M2[j], x̄ = h + δ·μ_x, δ = prev − h.
     dh = row_matrix::Zero(T, C_);

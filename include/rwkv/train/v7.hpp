@@ -88,9 +88,9 @@ class time_mix {
     mix_forward(tp.h, tp.prev, *x_r_, tp.xr), mix_forward(tp.h, tp.prev, *x_w_, tp.xw);
     mix_forward(tp.h, tp.prev, *x_k_, tp.xk), mix_forward(tp.h, tp.prev, *x_v_, tp.xv);
     mix_forward(tp.h, tp.prev, *x_a_, tp.xa), mix_forward(tp.h, tp.prev, *x_g_, tp.xg);
-    tp.r.noalias() = tp.xr * W_r_->value.transpose();
-    tp.k.noalias() = tp.xk * W_k_->value.transpose();
-    tp.v.noalias() = tp.xv * W_v_->value.transpose();
+    linear_forward(tp.xr, *W_r_, tp.r, seg.pool);
+    linear_forward(tp.xk, *W_k_, tp.k, seg.pool);
+    linear_forward(tp.xv, *W_v_, tp.v, seg.pool);
     tp.hw = (tp.xw * w1_->value).array().tanh();
     tp.z = (tp.hw * w2_->value).rowwise() + w0_->value.row(0);
     tp.ha.noalias() = tp.xa * a1_->value;
@@ -117,7 +117,7 @@ class time_mix {
         tp.kh.row(t).segment(h * N_, N_) = kappa / std::max(n, 1e-12f);
       }
     tp.w = tp.z.unaryExpr([](float q) { return std::exp(-decay_scale * sigmoid(q)); });
-    wkv_forward(state[1], tp);
+    wkv_forward(state[1], tp, seg.pool);
     norm_forward(tp.y, *lnx_w_, *lnx_b_, N_, group_norm_eps, tp.y2, tp.gn);
     tp.bonus.resize(T, H_);
     for (Eigen::Index t = 0; t < T; ++t)
@@ -128,7 +128,7 @@ class time_mix {
         tp.y2.row(t)(s) += b * tp.vm.row(t)(s);
       }
     tp.yg = tp.y2.cwiseProduct(tp.g);
-    out.noalias() = tp.yg * W_o_->value.transpose();
+    linear_forward(tp.yg, *W_o_, out, seg.pool);
     Eigen::Map<row_vector>(state[0].data(), C_) = tp.h.row(T - 1);
   }
 
@@ -139,7 +139,7 @@ class time_mix {
     const auto T = dx.rows();
 
     // Time mix: output, gate, bonus, GroupNorm.
-    const row_matrix dyg = linear_backward(dx, tp.yg, *W_o_);
+    const row_matrix dyg = linear_backward(dx, tp.yg, *W_o_, seg.pool);
     const row_matrix dy2 = dyg.cwiseProduct(tp.g);
     const row_matrix dg = dyg.cwiseProduct(tp.y2);
     row_matrix dr = row_matrix::Zero(T, C_), dkt = row_matrix::Zero(T, C_), dvm = row_matrix::Zero(T, C_);
@@ -158,7 +158,7 @@ class time_mix {
 
     // WKV.
     row_matrix dw = row_matrix::Zero(T, C_), da = row_matrix::Zero(T, C_), dbb = row_matrix::Zero(T, C_);
-    wkv_backward(dyn, dstate[1], tp, dr, dw, dkt, dvm, da, dbb);
+    wkv_backward(dyn, dstate[1], tp, dr, dw, dkt, dvm, da, dbb, seg.pool);
 
     // a = −κ̂, b = κ̂·α; k̃ = k·(1 + (α − 1)·k_a); κ̂ = κ/‖κ‖, κ = k·k_k.
     row_matrix dalpha = dbb.cwiseProduct(tp.kh);
@@ -198,32 +198,32 @@ class time_mix {
           (dvm.array() * (seg.v_first - tp.v).array() * tp.nu.array() * (1.f - tp.nu.array())).matrix();
       v0_->grad.row(0) += dpnu.colwise().sum();
       row_matrix dhv = row_matrix::Zero(T, v2_->value.rows());
-      lora_backward(dpnu, tp.hv, *v2_, dhv);
-      lora_backward(dhv, tp.xv, *v1_, dxv);
+      lora_backward(dpnu, tp.hv, *v2_, dhv, seg.pool);
+      lora_backward(dhv, tp.xv, *v1_, dxv, seg.pool);
     }
 
     // Low-rank branches: α = σ(a0 + (x_a·a1)·a2), g = σ(x_g·g1)·g2, z = w0 + tanh(x_w·w1)·w2.
     const row_matrix dpa = dalpha.array() * tp.alpha.array() * (1.f - tp.alpha.array());
     a0_->grad.row(0) += dpa.colwise().sum();
     row_matrix dha = row_matrix::Zero(T, a2_->value.rows()), dxa = row_matrix::Zero(T, C_);
-    lora_backward(dpa, tp.ha, *a2_, dha);
-    lora_backward(dha, tp.xa, *a1_, dxa);
+    lora_backward(dpa, tp.ha, *a2_, dha, seg.pool);
+    lora_backward(dha, tp.xa, *a1_, dxa, seg.pool);
 
     row_matrix dhg = row_matrix::Zero(T, g2_->value.rows()), dxg = row_matrix::Zero(T, C_);
-    lora_backward(dg, tp.hg, *g2_, dhg);
+    lora_backward(dg, tp.hg, *g2_, dhg, seg.pool);
     const row_matrix dpg = dhg.array() * tp.hg.array() * (1.f - tp.hg.array());
-    lora_backward(dpg, tp.xg, *g1_, dxg);
+    lora_backward(dpg, tp.xg, *g1_, dxg, seg.pool);
 
     w0_->grad.row(0) += dz.colwise().sum();
     row_matrix dhw = row_matrix::Zero(T, w2_->value.rows()), dxw = row_matrix::Zero(T, C_);
-    lora_backward(dz, tp.hw, *w2_, dhw);
+    lora_backward(dz, tp.hw, *w2_, dhw, seg.pool);
     const row_matrix dpw = dhw.array() * (1.f - tp.hw.array().square());
-    lora_backward(dpw, tp.xw, *w1_, dxw);
+    lora_backward(dpw, tp.xw, *w1_, dxw, seg.pool);
 
     row_matrix dxr = row_matrix::Zero(T, C_), dxk = row_matrix::Zero(T, C_);
-    linear_backward(dr, tp.xr, *W_r_, dxr);
-    linear_backward(dk, tp.xk, *W_k_, dxk);
-    linear_backward(dv, tp.xv, *W_v_, dxv);
+    linear_backward(dr, tp.xr, *W_r_, dxr, seg.pool);
+    linear_backward(dk, tp.xk, *W_k_, dxk, seg.pool);
+    linear_backward(dv, tp.xv, *W_v_, dxv, seg.pool);
 
     // Token shift.
     dh = row_matrix::Zero(T, C_);
@@ -240,97 +240,118 @@ class time_mix {
       throw error("RWKV-7 training: a layer above 0 ran before layer 0 defined v_first for this segment");
   }
 
-  // One recurrence step of every head on S (H·N·N, [h][value][key]); writes sa (C) and y (C) when given.
-  void wkv_step(float* S, const tape& tp, Eigen::Index t, float* sa, float* y) const {
-    for (Eigen::Index h = 0; h < H_; ++h) {
-      float* Sh = S + h * N_ * N_;
-      const auto o = h * N_;
-      const float *w = &tp.w(t, o), *kh = &tp.kh(t, o), *al = &tp.alpha(t, o), *kt = &tp.kt(t, o);
-      const float *v = &tp.vm(t, o), *r = &tp.r(t, o);
-      for (Eigen::Index i = 0; i < N_; ++i) {
-        float* row = Sh + i * N_;
-        float s = 0.f;
-        for (Eigen::Index j = 0; j < N_; ++j) s -= row[j] * kh[j];  // a = −κ̂
-        if (sa) sa[o + i] = s;
-        float out = 0.f;
-        for (Eigen::Index j = 0; j < N_; ++j) {
-          row[j] = row[j] * w[j] + s * (kh[j] * al[j]) + v[i] * kt[j];
-          out += row[j] * r[j];
-        }
-        if (y) y[o + i] = out;
+  // Head h's slices of token t's WKV operands: decay, κ̂, α, k̃, mixed value, receptance. (The loops write only
+  // through __restrict pointers, which is what lets the compiler vectorise them.)
+  struct wkv_operands {
+    const float *w, *kh, *al, *kt, *v, *r;
+  };
+  wkv_operands operands(const tape& tp, Eigen::Index t, Eigen::Index h) const {
+    const auto o = h * N_;
+    return {&tp.w(t, o), &tp.kh(t, o), &tp.alpha(t, o), &tp.kt(t, o), &tp.vm(t, o), &tp.r(t, o)};
+  }
+
+  // One recurrence step of head h on its state Sh (N·N, [value][key]); writes sa (N) and y (N) when given.
+  void wkv_step(float* __restrict Sh, const tape& tp, Eigen::Index t, Eigen::Index h, float* __restrict sa,
+                float* __restrict y) const {
+    const auto [w, kh, al, kt, v, r] = operands(tp, t, h);
+    for (Eigen::Index i = 0; i < N_; ++i) {
+      float* __restrict row = Sh + i * N_;
+      float s = 0.f;
+      for (Eigen::Index j = 0; j < N_; ++j) s -= row[j] * kh[j];  // a = −κ̂
+      if (sa) sa[i] = s;
+      float out = 0.f;
+      for (Eigen::Index j = 0; j < N_; ++j) {
+        row[j] = row[j] * w[j] + s * (kh[j] * al[j]) + v[i] * kt[j];
+        out += row[j] * r[j];
       }
+      if (y) y[i] = out;
     }
   }
 
-  void wkv_forward(std::vector<float>& S, tape& tp) const {
+  // Heads run in parallel on the pool, each through every token.
+  void wkv_forward(std::vector<float>& S, tape& tp, thread_pool* pool) const {
     const auto T = tp.r.rows();
+    const auto NN = N_ * N_;
     tp.y.resize(T, C_);
-    tp.wkv_checkpoints.clear();
-    for (Eigen::Index t = 0; t < T; ++t) {
-      if (t % wkv_checkpoint == 0) tp.wkv_checkpoints.push_back(S);
-      wkv_step(S.data(), tp, t, nullptr, &tp.y(t, 0));
-    }
+    tp.wkv_checkpoints.resize(static_cast<std::size_t>((T + wkv_checkpoint - 1) / wkv_checkpoint));
+    for (auto& c : tp.wkv_checkpoints) c.resize(S.size());
+    parallel_for(pool, H_, [&](std::int64_t h0, std::int64_t h1) {
+      for (Eigen::Index h = h0; h < h1; ++h) {
+        float* Sh = S.data() + h * NN;
+        for (Eigen::Index t = 0; t < T; ++t) {
+          if (t % wkv_checkpoint == 0)
+            std::copy_n(Sh, NN, tp.wkv_checkpoints[static_cast<std::size_t>(t / wkv_checkpoint)].data() + h * NN);
+          wkv_step(Sh, tp, t, h, nullptr, &tp.y(t, h * N_));
+        }
+      }
+    });
   }
 
-  // spec/v7.md (f), one chunk of wkv_checkpoint tokens at a time from the last, its states recomputed.
+  // spec/v7.md (f), per head (heads in parallel on the pool), one chunk of wkv_checkpoint tokens at a time from
+  // the last, its states recomputed from the checkpoint.
   void wkv_backward(const row_matrix& dy, std::vector<float>& dS, const tape& tp, row_matrix& dr, row_matrix& dw,
-                    row_matrix& dkt, row_matrix& dv, row_matrix& da, row_matrix& db) const {
+                    row_matrix& dkt, row_matrix& dv, row_matrix& da, row_matrix& db, thread_pool* pool) const {
     const auto T = tp.r.rows();
-    const std::size_t SN = static_cast<std::size_t>(H_ * N_ * N_);
-    std::vector<float> states(SN * (wkv_checkpoint + 1)), sa(static_cast<std::size_t>(wkv_checkpoint * C_));
-    std::vector<float> q(static_cast<std::size_t>(N_));
-    for (auto c = static_cast<Eigen::Index>(tp.wkv_checkpoints.size()) - 1; c >= 0; --c) {
-      const Eigen::Index t0 = c * wkv_checkpoint, t1 = std::min(T, t0 + wkv_checkpoint);
-      std::copy(tp.wkv_checkpoints[static_cast<std::size_t>(c)].begin(),
-                tp.wkv_checkpoints[static_cast<std::size_t>(c)].end(), states.begin());
-      for (Eigen::Index t = t0; t < t1; ++t) {
-        const auto i = static_cast<std::size_t>(t - t0);
-        std::copy(states.begin() + static_cast<std::ptrdiff_t>(i * SN),
-                  states.begin() + static_cast<std::ptrdiff_t>((i + 1) * SN),
-                  states.begin() + static_cast<std::ptrdiff_t>((i + 1) * SN));
-        wkv_step(states.data() + (i + 1) * SN, tp, t, sa.data() + i * static_cast<std::size_t>(C_), nullptr);
-      }
-      for (Eigen::Index t = t1 - 1; t >= t0; --t) {
-        const auto i = static_cast<std::size_t>(t - t0);
-        for (Eigen::Index h = 0; h < H_; ++h) {
-          const auto o = h * N_;
-          const float* St = states.data() + (i + 1) * SN + static_cast<std::size_t>(h * N_ * N_);
-          const float* Sp = states.data() + i * SN + static_cast<std::size_t>(h * N_ * N_);
-          float* G = dS.data() + h * N_ * N_;
-          const float *w = &tp.w(t, o), *kh = &tp.kh(t, o), *al = &tp.alpha(t, o), *kt = &tp.kt(t, o);
-          const float *v = &tp.vm(t, o), *r = &tp.r(t, o), *g = &dy(t, o);
-          const float* s = sa.data() + i * static_cast<std::size_t>(C_) + o;
-          float *dr_ = &dr(t, o), *dw_ = &dw(t, o), *dk_ = &dkt(t, o), *dv_ = &dv(t, o), *da_ = &da(t, o),
-                *db_ = &db(t, o);
-          for (Eigen::Index i2 = 0; i2 < N_; ++i2) {
-            float* Gi = G + i2 * N_;
-            const float* Sti = St + i2 * N_;
-            const float* Spi = Sp + i2 * N_;
-            float dvi = 0.f, qi = 0.f;
-            for (Eigen::Index j = 0; j < N_; ++j) {
-              dr_[j] += Sti[j] * g[i2];
-              Gi[j] += g[i2] * r[j];
-              dvi += Gi[j] * kt[j];
-              dk_[j] += Gi[j] * v[i2];
-              dw_[j] += Gi[j] * Spi[j];
-              db_[j] += Gi[j] * s[i2];
-              qi += Gi[j] * (kh[j] * al[j]);
-            }
-            dv_[i2] += dvi;
-            q[static_cast<std::size_t>(i2)] = qi;
+    const auto NN = static_cast<std::size_t>(N_ * N_), N = static_cast<std::size_t>(N_);
+    parallel_for(pool, H_, [&](std::int64_t h0, std::int64_t h1) {
+      std::vector<float> states(NN * (wkv_checkpoint + 1)), sa(N * wkv_checkpoint), q(N);
+      for (Eigen::Index h = h0; h < h1; ++h) {
+        const auto o = h * N_;
+        float* __restrict G = dS.data() + static_cast<std::size_t>(h) * NN;
+        for (auto c = static_cast<Eigen::Index>(tp.wkv_checkpoints.size()) - 1; c >= 0; --c) {
+          const Eigen::Index t0 = c * wkv_checkpoint, t1 = std::min(T, t0 + wkv_checkpoint);
+          std::copy_n(tp.wkv_checkpoints[static_cast<std::size_t>(c)].data() + static_cast<std::size_t>(h) * NN, NN,
+                      states.data());
+          for (Eigen::Index t = t0; t < t1; ++t) {  // states[i] = S before token t0 + i
+            const auto i = static_cast<std::size_t>(t - t0);
+            std::copy_n(states.data() + i * NN, NN, states.data() + (i + 1) * NN);
+            wkv_step(states.data() + (i + 1) * NN, tp, t, h, sa.data() + i * N, nullptr);
           }
-          for (Eigen::Index i2 = 0; i2 < N_; ++i2) {
-            float* Gi = G + i2 * N_;
-            const float* Spi = Sp + i2 * N_;
-            const float qi = q[static_cast<std::size_t>(i2)];
-            for (Eigen::Index j = 0; j < N_; ++j) {
-              da_[j] += Spi[j] * qi;
-              Gi[j] = Gi[j] * w[j] - qi * kh[j];  // + q·aᵀ with a = −κ̂
+          for (Eigen::Index t = t1 - 1; t >= t0; --t) {
+            const auto i = static_cast<std::size_t>(t - t0);
+            const float* St = states.data() + (i + 1) * NN;
+            const float* Sp = states.data() + i * NN;
+            const auto [w, kh, al, kt, v, r] = operands(tp, t, h);
+            const float* g = &dy(t, o);
+            const float* __restrict s = sa.data() + i * N;
+            float* __restrict dr_ = &dr(t, o);
+            float* __restrict dw_ = &dw(t, o);
+            float* __restrict dk_ = &dkt(t, o);
+            float* __restrict dv_ = &dv(t, o);
+            float* __restrict da_ = &da(t, o);
+            float* __restrict db_ = &db(t, o);
+            for (Eigen::Index i2 = 0; i2 < N_; ++i2) {
+              float* __restrict Gi = G + i2 * N_;
+              const float* __restrict Sti = St + i2 * N_;
+              const float* __restrict Spi = Sp + i2 * N_;
+              const float gi = g[i2], vi = v[i2], si = s[i2];
+              float dvi = 0.f, qi = 0.f;
+              for (Eigen::Index j = 0; j < N_; ++j) {
+                dr_[j] += Sti[j] * gi;
+                const float Gij = Gi[j] + gi * r[j];
+                Gi[j] = Gij;
+                dvi += Gij * kt[j];
+                dk_[j] += Gij * vi;
+                dw_[j] += Gij * Spi[j];
+                db_[j] += Gij * si;
+                qi += Gij * (kh[j] * al[j]);
+              }
+              dv_[i2] += dvi;
+              q[static_cast<std::size_t>(i2)] = qi;
+            }
+            for (Eigen::Index i2 = 0; i2 < N_; ++i2) {
+              float* __restrict Gi = G + i2 * N_;
+              const float* __restrict Spi = Sp + i2 * N_;
+              const float qi = q[static_cast<std::size_t>(i2)];
+              for (Eigen::Index j = 0; j < N_; ++j) {
+                da_[j] += Spi[j] * qi;
+                Gi[j] = Gi[j] * w[j] - qi * kh[j];  // + q·aᵀ with a = −κ̂
+              }
             }
           }
         }
       }
-    }
+    });
   }
 
   std::int64_t C_, H_, N_;

@@ -29,80 +29,100 @@ class wkv5_op {
   // The state before every checkpoint-th token.
   using tape = std::vector<std::vector<float>>;
 
-  // y = WKV(r, k, v, w, u) from S (advanced).
-  void forward(const inputs& in, std::vector<float>& S, row_matrix& y, tape& tp) const {
-    tp.clear();
-    y.resize(in.r.rows(), in.r.cols());
-    for (Eigen::Index t = 0; t < in.r.rows(); ++t) {
-      if (t % checkpoint == 0) tp.push_back(S);
-      step(in, t, S.data(), &y(t, 0));
-    }
+  // y = WKV(r, k, v, w, u) from S (advanced). Heads run in parallel on the pool.
+  void forward(const inputs& in, std::vector<float>& S, row_matrix& y, tape& tp, thread_pool* pool = nullptr) const {
+    const auto T = in.r.rows();
+    const auto NN = N_ * N_;
+    y.resize(T, in.r.cols());
+    tp.resize(static_cast<std::size_t>((T + checkpoint - 1) / checkpoint));
+    for (auto& c : tp) c.resize(S.size());
+    parallel_for(pool, H_, [&](std::int64_t h0, std::int64_t h1) {
+      for (Eigen::Index h = h0; h < h1; ++h)
+        for (Eigen::Index t = 0; t < T; ++t) {
+          if (t % checkpoint == 0)
+            std::copy_n(S.data() + h * NN, NN, tp[static_cast<std::size_t>(t / checkpoint)].data() + h * NN);
+          step(in, t, h, S.data() + h * NN, &y(t, h * N_));
+        }
+    });
   }
 
   // g = ∂L/∂y. Accumulates dr, dk, dv, dw (T x C) and du (C); dS: ∂L/∂(state after) in, ∂L/∂(state before) out.
+  // Per head (heads in parallel on the pool), one chunk at a time from the last, its states recomputed.
   void backward(const row_matrix& g, const inputs& in, const tape& tp, std::vector<float>& dS, row_matrix& dr,
-                row_matrix& dk, row_matrix& dv, row_matrix& dw, float* du) const {
+                row_matrix& dk, row_matrix& dv, row_matrix& dw, float* du, thread_pool* pool = nullptr) const {
     const auto T = g.rows();
-    const auto SN = static_cast<std::size_t>(H_ * N_ * N_);
-    std::vector<float> states(SN * (checkpoint + 1));
-    for (auto c = static_cast<Eigen::Index>(tp.size()) - 1; c >= 0; --c) {
-      const Eigen::Index t0 = c * checkpoint, t1 = std::min(T, t0 + checkpoint);
-      const auto& saved = tp[static_cast<std::size_t>(c)];
-      std::copy(saved.begin(), saved.end(), states.begin());
-      for (Eigen::Index t = t0; t < t1; ++t) {  // states[i] = S before token t0 + i
-        const auto i = static_cast<std::size_t>(t - t0);
-        std::copy_n(states.begin() + static_cast<std::ptrdiff_t>(i * SN), SN,
-                    states.begin() + static_cast<std::ptrdiff_t>((i + 1) * SN));
-        step(in, t, states.data() + (i + 1) * SN, nullptr);
-      }
-      for (Eigen::Index t = t1 - 1; t >= t0; --t) {
-        const float* Sp = states.data() + static_cast<std::size_t>(t - t0) * SN;
-        for (Eigen::Index h = 0; h < H_; ++h) {
-          const auto o = h * N_;
-          const float *r = &in.r(t, o), *k = &in.k(t, o), *v = &in.v(t, o), *w = &in.w(t, o);
-          const float *gt = &g(t, o), *uh = in.u + o;
-          const float* S = Sp + h * N_ * N_;
-          float* Z = dS.data() + h * N_ * N_;
-          float c_t = 0.f, ruk = 0.f;
-          for (Eigen::Index j = 0; j < N_; ++j) c_t += v[j] * gt[j];
-          for (Eigen::Index i = 0; i < N_; ++i) ruk += r[i] * uh[i] * k[i];
-          for (Eigen::Index i = 0; i < N_; ++i) {
-            const float* Si = S + i * N_;
-            float* Zi = Z + i * N_;
-            float sg = 0.f, zv = 0.f, zs = 0.f;
-            for (Eigen::Index j = 0; j < N_; ++j) {
-              sg += Si[j] * gt[j];
-              zv += Zi[j] * v[j];
-              zs += Zi[j] * Si[j];
-              dv(t, o + j) += k[i] * Zi[j];
-            }
-            dr(t, o + i) += uh[i] * k[i] * c_t + sg;
-            dk(t, o + i) += zv + r[i] * uh[i] * c_t;
-            dw(t, o + i) += zs;
-            du[o + i] += r[i] * k[i] * c_t;
-            for (Eigen::Index j = 0; j < N_; ++j) Zi[j] = w[i] * Zi[j] + r[i] * gt[j];
+    const auto NN = static_cast<std::size_t>(N_ * N_);
+    parallel_for(pool, H_, [&](std::int64_t h0, std::int64_t h1) {
+      std::vector<float> states(NN * (checkpoint + 1));
+      for (Eigen::Index h = h0; h < h1; ++h) {
+        const auto o = h * N_;
+        float* Z = dS.data() + static_cast<std::size_t>(h) * NN;
+        for (auto c = static_cast<Eigen::Index>(tp.size()) - 1; c >= 0; --c) {
+          const Eigen::Index t0 = c * checkpoint, t1 = std::min(T, t0 + checkpoint);
+          std::copy_n(tp[static_cast<std::size_t>(c)].data() + static_cast<std::size_t>(h) * NN, NN, states.data());
+          for (Eigen::Index t = t0; t < t1; ++t) {  // states[i] = S before token t0 + i
+            const auto i = static_cast<std::size_t>(t - t0);
+            std::copy_n(states.data() + i * NN, NN, states.data() + (i + 1) * NN);
+            step(in, t, h, states.data() + (i + 1) * NN, nullptr);
           }
-          for (Eigen::Index j = 0; j < N_; ++j) dv(t, o + j) += gt[j] * ruk;
+          for (Eigen::Index t = t1 - 1; t >= t0; --t) {
+            const float* S = states.data() + static_cast<std::size_t>(t - t0) * NN;
+            const float* __restrict r = &in.r(t, o);
+            const float* __restrict k = &in.k(t, o);
+            const float* __restrict v = &in.v(t, o);
+            const float* __restrict w = &in.w(t, o);
+            const float* __restrict gt = &g(t, o);
+            const float* __restrict uh = in.u + o;
+            float* __restrict dv_ = &dv(t, o);
+            float c_t = 0.f, ruk = 0.f;
+            for (Eigen::Index j = 0; j < N_; ++j) c_t += v[j] * gt[j];
+            for (Eigen::Index i = 0; i < N_; ++i) ruk += r[i] * uh[i] * k[i];
+            for (Eigen::Index i = 0; i < N_; ++i) {
+              const float* __restrict Si = S + i * N_;
+              float* __restrict Zi = Z + i * N_;
+              const float ki = k[i];
+              float sg = 0.f, zv = 0.f, zs = 0.f;
+              for (Eigen::Index j = 0; j < N_; ++j) {
+                sg += Si[j] * gt[j];
+                zv += Zi[j] * v[j];
+                zs += Zi[j] * Si[j];
+                dv_[j] += ki * Zi[j];
+              }
+              dr(t, o + i) += uh[i] * ki * c_t + sg;
+              dk(t, o + i) += zv + r[i] * uh[i] * c_t;
+              dw(t, o + i) += zs;
+              du[o + i] += r[i] * ki * c_t;
+              const float wi = w[i], ri = r[i];
+              for (Eigen::Index j = 0; j < N_; ++j) Zi[j] = wi * Zi[j] + ri * gt[j];
+            }
+            for (Eigen::Index j = 0; j < N_; ++j) dv_[j] += gt[j] * ruk;
+          }
         }
       }
-    }
+    });
   }
 
  private:
-  void step(const inputs& in, Eigen::Index t, float* S, float* y) const {
-    for (Eigen::Index h = 0; h < H_; ++h) {
-      const auto o = h * N_;
-      const float *r = &in.r(t, o), *k = &in.k(t, o), *v = &in.v(t, o), *w = &in.w(t, o), *u = in.u;
-      float* Sh = S + h * N_ * N_;
-      if (y) {
-        for (Eigen::Index j = 0; j < N_; ++j) y[o + j] = 0.f;
-        for (Eigen::Index i = 0; i < N_; ++i) {
-          const float ruk = r[i] * u[o + i] * k[i];
-          for (Eigen::Index j = 0; j < N_; ++j) y[o + j] += ruk * v[j] + r[i] * Sh[i * N_ + j];
-        }
+  // One step of head h on its state Sh (N·N, [key][value]); writes y (N) when given.
+  void step(const inputs& in, Eigen::Index t, Eigen::Index h, float* __restrict Sh, float* __restrict y) const {
+    const auto o = h * N_;
+    const float* __restrict r = &in.r(t, o);
+    const float* __restrict k = &in.k(t, o);
+    const float* __restrict v = &in.v(t, o);
+    const float* __restrict w = &in.w(t, o);
+    const float* __restrict u = in.u + o;
+    if (y) {
+      for (Eigen::Index j = 0; j < N_; ++j) y[j] = 0.f;
+      for (Eigen::Index i = 0; i < N_; ++i) {
+        const float ruk = r[i] * u[i] * k[i], ri = r[i];
+        const float* __restrict Si = Sh + i * N_;
+        for (Eigen::Index j = 0; j < N_; ++j) y[j] += ruk * v[j] + ri * Si[j];
       }
-      for (Eigen::Index i = 0; i < N_; ++i)
-        for (Eigen::Index j = 0; j < N_; ++j) Sh[i * N_ + j] = w[i] * Sh[i * N_ + j] + k[i] * v[j];
+    }
+    for (Eigen::Index i = 0; i < N_; ++i) {
+      float* __restrict Si = Sh + i * N_;
+      const float wi = w[i], ki = k[i];
+      for (Eigen::Index j = 0; j < N_; ++j) Si[j] = wi * Si[j] + ki * v[j];
     }
   }
 
