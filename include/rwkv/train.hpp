@@ -10,6 +10,7 @@
 #include "rwkv/core/error.hpp"
 #include "rwkv/detect.hpp"
 #include "rwkv/io/checkpoint.hpp"
+#include "rwkv/train/check_gradients.hpp"
 #include "rwkv/train/memory.hpp"
 #include "rwkv/train/network.hpp"
 #include "rwkv/train/ops.hpp"
@@ -20,6 +21,7 @@
 #include "rwkv/train/v5.hpp"
 #include "rwkv/train/v6.hpp"
 #include "rwkv/train/v7.hpp"
+#include "rwkv/train/wkv7.hpp"
 
 namespace rwkv::train {
 

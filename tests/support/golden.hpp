@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,15 @@
 namespace rwkv::test {
 
 inline std::string data_path(const std::string& name) { return std::string(RWKV_TEST_DATA_DIR) + "/" + name; }
+
+// A file of tests/data as byte tokens (the byte tokenizer's ids).
+inline std::vector<std::int32_t> byte_tokens(const std::string& name) {
+  std::ifstream in(data_path(name), std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const auto s = ss.str();
+  return {s.begin(), s.end()};
+}
 
 inline std::vector<float> floats(const tensor_view& t) {
   std::vector<float> out(static_cast<std::size_t>(t.numel()));

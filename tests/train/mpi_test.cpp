@@ -34,14 +34,6 @@ v7_network fresh_model(std::uint64_t seed) {
   return v7_network::from({st.path(), rwkv::io::file_format::safetensors, st.tensors(), st.owner(), st.metadata()});
 }
 
-std::vector<std::int32_t> english() {
-  std::ifstream in(rwkv::test::data_path("english.txt"), std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const auto s = ss.str();
-  return {s.begin(), s.end()};
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(two_ranks_train_like_one_process_with_the_same_global_batch) {
@@ -57,7 +49,7 @@ BOOST_AUTO_TEST_CASE(two_ranks_train_like_one_process_with_the_same_global_batch
                                  .seed = 9};
   // (AdamW's eps 1e-8 here: with the official 1e-18 the first update of a gradient that is pure rounding noise is
   // ±lr whatever its size, and the comparison would measure that noise.)
-  const auto text = english();
+  const auto text = rwkv::test::byte_tokens("english.txt");
 
   // Rank 1 starts from other weights: the trainer must replace them with rank 0's.
   auto net = fresh_model(comm.rank() == 0 ? 1 : 2);

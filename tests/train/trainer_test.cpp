@@ -29,14 +29,6 @@ std::filesystem::path temp_path(const std::string& name) {
   return std::filesystem::temp_directory_path() / ("rwkvpp-trainer-" + std::to_string(::getpid()) + "-" + name);
 }
 
-std::vector<std::int32_t> english() {
-  std::ifstream in(rwkv::test::data_path("english.txt"), std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const auto s = ss.str();
-  return {s.begin(), s.end()};
-}
-
 // A fresh 2-layer RWKV-7 (C = 64, head size 32, byte vocabulary) initialised as the official code does, saved once.
 const std::filesystem::path& tiny_v7() {
   static const auto path = [] {
@@ -77,7 +69,7 @@ tr::trainer_options small_options(tr::trained what, tr::weight_precision precisi
 // The gradient of a step is the mean of its sequences' gradients (L2Wrap included), the windows drawn from the
 // seeded generator; the loss reported is their mean loss.
 BOOST_AUTO_TEST_CASE(a_step_accumulates_the_mean_gradient_of_its_batch) {
-  const auto text = english();
+  const auto text = rwkv::test::byte_tokens("english.txt");
   auto net = v7_network::load(tiny_v7());
   auto opts = small_options(tr::trained::weights, tr::weight_precision::f32);
   opts.grad_clip = 0;  // the gradients stay as accumulated
@@ -109,7 +101,7 @@ BOOST_AUTO_TEST_CASE(a_step_accumulates_the_mean_gradient_of_its_batch) {
 // Training 8 steps straight and training 4, saving, resuming in a new process-like setup (fresh network from the
 // initial file, fresh trainer) and training 4 more give the same weights, bit for bit.
 BOOST_AUTO_TEST_CASE(a_resumed_run_is_bit_identical_to_an_uninterrupted_one) {
-  const auto text = english();
+  const auto text = rwkv::test::byte_tokens("english.txt");
   for (auto [what, precision] : {std::pair{tr::trained::weights, tr::weight_precision::f32},
                                  {tr::trained::weights, tr::weight_precision::bf16},
                                  {tr::trained::state, tr::weight_precision::f32}}) {
@@ -240,7 +232,7 @@ BOOST_AUTO_TEST_CASE(rwkv6_tuned_state_exports_as_time_state_tensors) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_runs_and_bad_checkpoints_give_clear_errors) {
-  const auto text = english();
+  const auto text = rwkv::test::byte_tokens("english.txt");
   auto net = v7_network::load(tiny_v7());
   const auto opts = small_options(tr::trained::weights, tr::weight_precision::f32);
   auto message = [](auto&& f) {

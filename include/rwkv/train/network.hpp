@@ -129,6 +129,7 @@ class network {
   // position's largest logit towards zero by 1e-4/T, leaving the loss value unchanged. Off by default (the
   // golden gradients have none).
   void use_l2wrap(bool on) noexcept { l2wrap_ = on; }
+  bool l2wrap() const noexcept { return l2wrap_; }
 
   // A state (from initial_state(), state tuning or a loss() run) as an rwkvpp state file: what
   // rwkv::load_state and `rwkv-cli generate/chat --state-in` read into the inference model of this checkpoint.
@@ -247,7 +248,7 @@ class network {
     if (final) *final = s;
 
     const double loss = cross_entropy(logits, targets, dlogits_);
-    if (l2wrap_) l2wrap(logits, dlogits_, static_cast<double>(T));
+    if (l2wrap_) train::l2wrap(logits, dlogits_, static_cast<double>(T));
     L_ = L;
     return loss;
   }

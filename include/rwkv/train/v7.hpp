@@ -4,9 +4,9 @@
 // the state across segments (so a sequence can be trained in one segment or token by token, and the initial state
 // itself can be trained).
 //
-// The WKV backward is the serial one of spec/v7.md (f). Its forward keeps the state every `wkv_checkpoint` tokens;
-// the backward recomputes the states of one such chunk at a time (exact: the same arithmetic as the forward) in
-// place of the official kernel's step inversion, so it holds H·N²·(T/16 + 17) floats per layer instead of H·N²·T.
+// The WKV is train/wkv7.hpp's operator with k = k̃, a = −κ̂, b = κ̂·α: the serial backward of spec/v7.md (f), its
+// states recomputed from a checkpoint every 16 tokens in place of the official kernel's step inversion (it holds
+// H·N²·(T/16 + 17) floats per layer instead of H·N²·T).
 
 #include <cmath>
 #include <cstdint>
@@ -21,6 +21,7 @@
 #include "rwkv/train/channel_mix.hpp"
 #include "rwkv/train/ops.hpp"
 #include "rwkv/train/parameters.hpp"
+#include "rwkv/train/wkv7.hpp"
 #include "rwkv/v7/config.hpp"
 
 namespace rwkv::train {
@@ -43,7 +44,8 @@ class time_mix {
     return {{c.n_embd}, {c.n_head, c.head_size, c.head_size}};
   }
 
-  time_mix(parameter_set& ps, const config_type& c, std::int64_t index) : C_(c.n_embd), H_(c.n_head), N_(c.head_size) {
+  time_mix(parameter_set& ps, const config_type& c, std::int64_t index)
+      : C_(c.n_embd), H_(c.n_head), N_(c.head_size), wkv_(c.n_head, c.head_size) {
     const std::string p = "blocks." + std::to_string(index) + ".";
     auto vec = [&](const std::string& n) { return &ps.get(p + n, 1, C_); };
     for (auto [dst, n] : {std::pair{&x_r_, "x_r"},
@@ -76,7 +78,8 @@ class time_mix {
     row_matrix h, prev, xr, xw, xk, xv, xa, xg;  // ln1 output, its shift, the six mixes
     row_matrix r, k, v, hw, z, ha, alpha, hg, g, hv, nu;
     row_matrix kh, knorm, kt, vm, w, y, y2, bonus, yg;  // κ̂, ‖κ‖ per head, k̃, mixed v, decay, WKV out, ...
-    std::vector<std::vector<float>> wkv_checkpoints;    // the WKV state before every wkv_checkpoint-th token
+    row_matrix a, b;                                    // the WKV's removal key −κ̂ and replacement key κ̂·α
+    wkv7_op::tape wkv;
   };
 
   // h: the ln1 output (T x C); out: what the block adds to its input. state: shift and WKV state, advanced.
@@ -117,7 +120,9 @@ class time_mix {
         tp.kh.row(t).segment(h * N_, N_) = kappa / std::max(n, 1e-12f);
       }
     tp.w = tp.z.unaryExpr([](float q) { return std::exp(-decay_scale * sigmoid(q)); });
-    wkv_forward(state[1], tp, seg.pool);
+    tp.a = -tp.kh;
+    tp.b = tp.kh.cwiseProduct(tp.alpha);
+    wkv_.forward({tp.r, tp.w, tp.kt, tp.vm, tp.a, tp.b}, state[1], tp.y, tp.wkv, seg.pool);
     norm_forward(tp.y, *lnx_w_, *lnx_b_, N_, group_norm_eps, tp.y2, tp.gn);
     tp.bonus.resize(T, H_);
     for (Eigen::Index t = 0; t < T; ++t)
@@ -158,7 +163,7 @@ class time_mix {
 
     // WKV.
     row_matrix dw = row_matrix::Zero(T, C_), da = row_matrix::Zero(T, C_), dbb = row_matrix::Zero(T, C_);
-    wkv_backward(dyn, dstate[1], tp, dr, dw, dkt, dvm, da, dbb, seg.pool);
+    wkv_.backward(dyn, {tp.r, tp.w, tp.kt, tp.vm, tp.a, tp.b}, tp.wkv, dstate[1], dr, dw, dkt, dvm, da, dbb, seg.pool);
 
     // a = −κ̂, b = κ̂·α; k̃ = k·(1 + (α − 1)·k_a); κ̂ = κ/‖κ‖, κ = k·k_k.
     row_matrix dalpha = dbb.cwiseProduct(tp.kh);
@@ -240,121 +245,8 @@ class time_mix {
       throw error("RWKV-7 training: a layer above 0 ran before layer 0 defined v_first for this segment");
   }
 
-  // Head h's slices of token t's WKV operands: decay, κ̂, α, k̃, mixed value, receptance. (The loops write only
-  // through __restrict pointers, which is what lets the compiler vectorise them.)
-  struct wkv_operands {
-    const float *w, *kh, *al, *kt, *v, *r;
-  };
-  wkv_operands operands(const tape& tp, Eigen::Index t, Eigen::Index h) const {
-    const auto o = h * N_;
-    return {&tp.w(t, o), &tp.kh(t, o), &tp.alpha(t, o), &tp.kt(t, o), &tp.vm(t, o), &tp.r(t, o)};
-  }
-
-  // One recurrence step of head h on its state Sh (N·N, [value][key]); writes sa (N) and y (N) when given.
-  void wkv_step(float* __restrict Sh, const tape& tp, Eigen::Index t, Eigen::Index h, float* __restrict sa,
-                float* __restrict y) const {
-    const auto [w, kh, al, kt, v, r] = operands(tp, t, h);
-    for (Eigen::Index i = 0; i < N_; ++i) {
-      float* __restrict row = Sh + i * N_;
-      float s = 0.f;
-      for (Eigen::Index j = 0; j < N_; ++j) s -= row[j] * kh[j];  // a = −κ̂
-      if (sa) sa[i] = s;
-      float out = 0.f;
-      for (Eigen::Index j = 0; j < N_; ++j) {
-        row[j] = row[j] * w[j] + s * (kh[j] * al[j]) + v[i] * kt[j];
-        out += row[j] * r[j];
-      }
-      if (y) y[i] = out;
-    }
-  }
-
-  // Heads run in parallel on the pool, each through every token.
-  void wkv_forward(std::vector<float>& S, tape& tp, thread_pool* pool) const {
-    const auto T = tp.r.rows();
-    const auto NN = N_ * N_;
-    tp.y.resize(T, C_);
-    tp.wkv_checkpoints.resize(static_cast<std::size_t>((T + wkv_checkpoint - 1) / wkv_checkpoint));
-    for (auto& c : tp.wkv_checkpoints) c.resize(S.size());
-    parallel_for(pool, H_, [&](std::int64_t h0, std::int64_t h1) {
-      for (Eigen::Index h = h0; h < h1; ++h) {
-        float* Sh = S.data() + h * NN;
-        for (Eigen::Index t = 0; t < T; ++t) {
-          if (t % wkv_checkpoint == 0)
-            std::copy_n(Sh, NN, tp.wkv_checkpoints[static_cast<std::size_t>(t / wkv_checkpoint)].data() + h * NN);
-          wkv_step(Sh, tp, t, h, nullptr, &tp.y(t, h * N_));
-        }
-      }
-    });
-  }
-
-  // spec/v7.md (f), per head (heads in parallel on the pool), one chunk of wkv_checkpoint tokens at a time from
-  // the last, its states recomputed from the checkpoint.
-  void wkv_backward(const row_matrix& dy, std::vector<float>& dS, const tape& tp, row_matrix& dr, row_matrix& dw,
-                    row_matrix& dkt, row_matrix& dv, row_matrix& da, row_matrix& db, thread_pool* pool) const {
-    const auto T = tp.r.rows();
-    const auto NN = static_cast<std::size_t>(N_ * N_), N = static_cast<std::size_t>(N_);
-    parallel_for(pool, H_, [&](std::int64_t h0, std::int64_t h1) {
-      std::vector<float> states(NN * (wkv_checkpoint + 1)), sa(N * wkv_checkpoint), q(N);
-      for (Eigen::Index h = h0; h < h1; ++h) {
-        const auto o = h * N_;
-        float* __restrict G = dS.data() + static_cast<std::size_t>(h) * NN;
-        for (auto c = static_cast<Eigen::Index>(tp.wkv_checkpoints.size()) - 1; c >= 0; --c) {
-          const Eigen::Index t0 = c * wkv_checkpoint, t1 = std::min(T, t0 + wkv_checkpoint);
-          std::copy_n(tp.wkv_checkpoints[static_cast<std::size_t>(c)].data() + static_cast<std::size_t>(h) * NN, NN,
-                      states.data());
-          for (Eigen::Index t = t0; t < t1; ++t) {  // states[i] = S before token t0 + i
-            const auto i = static_cast<std::size_t>(t - t0);
-            std::copy_n(states.data() + i * NN, NN, states.data() + (i + 1) * NN);
-            wkv_step(states.data() + (i + 1) * NN, tp, t, h, sa.data() + i * N, nullptr);
-          }
-          for (Eigen::Index t = t1 - 1; t >= t0; --t) {
-            const auto i = static_cast<std::size_t>(t - t0);
-            const float* St = states.data() + (i + 1) * NN;
-            const float* Sp = states.data() + i * NN;
-            const auto [w, kh, al, kt, v, r] = operands(tp, t, h);
-            const float* g = &dy(t, o);
-            const float* __restrict s = sa.data() + i * N;
-            float* __restrict dr_ = &dr(t, o);
-            float* __restrict dw_ = &dw(t, o);
-            float* __restrict dk_ = &dkt(t, o);
-            float* __restrict dv_ = &dv(t, o);
-            float* __restrict da_ = &da(t, o);
-            float* __restrict db_ = &db(t, o);
-            for (Eigen::Index i2 = 0; i2 < N_; ++i2) {
-              float* __restrict Gi = G + i2 * N_;
-              const float* __restrict Sti = St + i2 * N_;
-              const float* __restrict Spi = Sp + i2 * N_;
-              const float gi = g[i2], vi = v[i2], si = s[i2];
-              float dvi = 0.f, qi = 0.f;
-              for (Eigen::Index j = 0; j < N_; ++j) {
-                dr_[j] += Sti[j] * gi;
-                const float Gij = Gi[j] + gi * r[j];
-                Gi[j] = Gij;
-                dvi += Gij * kt[j];
-                dk_[j] += Gij * vi;
-                dw_[j] += Gij * Spi[j];
-                db_[j] += Gij * si;
-                qi += Gij * (kh[j] * al[j]);
-              }
-              dv_[i2] += dvi;
-              q[static_cast<std::size_t>(i2)] = qi;
-            }
-            for (Eigen::Index i2 = 0; i2 < N_; ++i2) {
-              float* __restrict Gi = G + i2 * N_;
-              const float* __restrict Spi = Sp + i2 * N_;
-              const float qi = q[static_cast<std::size_t>(i2)];
-              for (Eigen::Index j = 0; j < N_; ++j) {
-                da_[j] += Spi[j] * qi;
-                Gi[j] = Gi[j] * w[j] - qi * kh[j];  // + q·aᵀ with a = −κ̂
-              }
-            }
-          }
-        }
-      }
-    });
-  }
-
   std::int64_t C_, H_, N_;
+  wkv7_op wkv_;
   parameter *x_r_, *x_w_, *x_k_, *x_v_, *x_a_, *x_g_, *w0_, *a0_, *k_k_, *k_a_, *lnx_w_, *lnx_b_, *r_k_;
   parameter *w1_, *w2_, *a1_, *a2_, *g1_, *g2_;
   parameter *v0_ = nullptr, *v1_ = nullptr, *v2_ = nullptr;

@@ -12,7 +12,9 @@
 namespace rwkv::v7 {
 
 inline std::int64_t lora_rank(std::int64_t C, double k) {
-  return std::max<std::int64_t>(32, std::llround(k * std::sqrt(static_cast<double>(C)) / 32.0) * 32);
+  // Python's round(): halves to even (round(2.5) = 2), which std::nearbyint does in the default rounding mode.
+  return std::max<std::int64_t>(
+      32, static_cast<std::int64_t>(std::nearbyint(k * std::sqrt(static_cast<double>(C)) / 32.0)) * 32);
 }
 
 inline void init_time_mix(init::builder& b, std::int64_t layer) {
