@@ -11,6 +11,7 @@
 #include <Eigen/Core>
 
 #include "rwkv/train/ops.hpp"
+#include "rwkv/train/wkv_scan.hpp"
 
 namespace rwkv::train {
 
@@ -27,23 +28,13 @@ class wkv5_op {
   };
 
   // The state before every checkpoint-th token.
-  using tape = std::vector<std::vector<float>>;
+  using tape = wkv_tape;
 
   // y = WKV(r, k, v, w, u) from S (advanced). Heads run in parallel on the pool.
   void forward(const inputs& in, std::vector<float>& S, row_matrix& y, tape& tp, thread_pool* pool = nullptr) const {
-    const auto T = in.r.rows();
-    const auto NN = N_ * N_;
-    y.resize(T, in.r.cols());
-    tp.resize(static_cast<std::size_t>((T + checkpoint - 1) / checkpoint));
-    for (auto& c : tp) c.resize(S.size());
-    parallel_for(pool, H_, [&](std::int64_t h0, std::int64_t h1) {
-      for (Eigen::Index h = h0; h < h1; ++h)
-        for (Eigen::Index t = 0; t < T; ++t) {
-          if (t % checkpoint == 0)
-            std::copy_n(S.data() + h * NN, NN, tp[static_cast<std::size_t>(t / checkpoint)].data() + h * NN);
-          step(in, t, h, S.data() + h * NN, &y(t, h * N_));
-        }
-    });
+    y.resize(in.r.rows(), in.r.cols());
+    scan_heads(S, in.r.rows(), H_, N_ * N_, tp, pool,
+               [&](Eigen::Index h, Eigen::Index t, float* Sh) { step(in, t, h, Sh, &y(t, h * N_)); });
   }
 
   // g = ∂L/∂y. Accumulates dr, dk, dv, dw (T x C) and du (C); dS: ∂L/∂(state after) in, ∂L/∂(state before) out.
