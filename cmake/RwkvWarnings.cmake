@@ -1,7 +1,5 @@
-# -march=native for this build's own targets when RWKV_NATIVE is on (the library itself takes whatever flags the
-# user has).
-include(CheckCXXCompilerFlag)
-check_cxx_compiler_flag(-march=native RWKV_HAVE_MARCH_NATIVE)
+# -march=native for this build's own targets when RWKV_NATIVE is on (rwkv::rwkv itself takes whatever flags the
+# user has; a user selects this ISA by linking rwkv::native). RWKV_HAVE_MARCH_NATIVE comes from CMakeLists.txt.
 function(rwkv_native target)
   if(RWKV_NATIVE AND RWKV_HAVE_MARCH_NATIVE)
     # GCC 12 reports false maybe-uninitialized warnings inside its own AVX-512 intrinsic headers.

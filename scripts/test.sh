@@ -33,14 +33,32 @@ cmake --build "$build" -j "$jobs"
 (cd "$build" && ctest --no-tests=error --output-on-failure -j "$jobs")
 
 if [ "$build" = build ]; then
-  # Consumer project: installed package + find_package, then add_subdirectory.
-  rm -rf build/consumer-prefix build/consumer-a build/consumer-b
+  # Consumer project (tests/consumer): from the installed package (find_package, RWKV_NATIVE ON) and from the source
+  # tree (add_subdirectory). Neither compiles the any_model instantiations again: the package's rwkv::any_model is
+  # linked, and from the source tree only the header-only program is built.
+  rm -rf build/consumer-prefix build/consumer-moved build/consumer-a build/consumer-b
   cmake --install build --prefix build/consumer-prefix >/dev/null
-  cmake -S tests/consumer -B build/consumer-a -G Ninja -DCMAKE_PREFIX_PATH="$PWD/build/consumer-prefix" >/dev/null
-  cmake --build build/consumer-a
+  cmake -S tests/consumer -B build/consumer-a -G Ninja -DCMAKE_PREFIX_PATH="$PWD/build/consumer-prefix" -DRWKV_NATIVE=ON >/dev/null
+  cmake --build build/consumer-a -j "$jobs"
   build/consumer-a/consumer tests/data/tiny-7v0.model.safetensors
+  env -u RWKV_WORLD_VOCAB build/consumer-a/any_model_consumer build/consumer-prefix/share/rwkvpp/rwkv7-kjv-4x192.q8.safetensors \
+    build/consumer-a/state.safetensors
   cmake -S tests/consumer -B build/consumer-b -G Ninja -DRWKVPP_SOURCE_DIR="$PWD" >/dev/null
-  cmake --build build/consumer-b
+  cmake --build build/consumer-b -j "$jobs"
   build/consumer-b/consumer tests/data/tiny-7v0.model.safetensors
-  echo "consumer project: find_package and add_subdirectory both OK"
+  # The installed rwkv-cli takes its demo model and the World vocabulary from share/rwkvpp/ of its own prefix,
+  # wherever that is: in a moved copy it runs, and with the copy's files spoiled its errors name them.
+  cp -r build/consumer-prefix build/consumer-moved
+  cli=(env -u RWKV_WORLD_VOCAB build/consumer-moved/bin/rwkv-cli)
+  "${cli[@]}" generate --max-tokens 5 >/dev/null
+  printf 'Hello' >build/consumer-moved/hello.txt
+  [ "$("${cli[@]}" tokenize --file build/consumer-moved/hello.txt)" = 33155 ]
+  data=build/consumer-moved/share/rwkvpp
+  echo "not a model" >"$data/rwkv7-kjv-4x192.q8.safetensors"
+  echo "1 'a' 2" >"$data/rwkv_vocab_v20230424.txt"
+  out=$("${cli[@]}" generate --max-tokens 5 2>&1 || true)
+  grep -q "consumer-moved/share/rwkvpp/rwkv7-kjv" <<<"$out" || { echo "rwkv-cli did not take its prefix's model: $out"; exit 1; }
+  out=$("${cli[@]}" tokenize --file build/consumer-moved/hello.txt 2>&1 || true)
+  grep -q "consumer-moved/share/rwkvpp/rwkv_vocab" <<<"$out" || { echo "rwkv-cli did not take its prefix's vocabulary: $out"; exit 1; }
+  echo "consumer project: find_package (rwkv::rwkv, rwkv::any_model), add_subdirectory and the installed rwkv-cli OK"
 fi

@@ -332,3 +332,48 @@ BOOST_AUTO_TEST_CASE(bad_requests_are_refused) {
   BOOST_CHECK(s == before);  // nothing was fed
   BOOST_CHECK_EQUAL(rwkv::to_string(rwkv::stop_reason::stop_string), std::string("stop_string"));
 }
+
+BOOST_AUTO_TEST_CASE(keeps_text_accepts_printable_utf8_and_unfinished_characters) {
+  using rwkv::keeps_text;
+  BOOST_CHECK(keeps_text("", "plain text\n\twith tabs"));
+  BOOST_CHECK(keeps_text("", "\xC3"));           // unfinished: a later piece may complete it
+  BOOST_CHECK(keeps_text("\xC3", "\xA9 ok"));    // é completed
+  BOOST_CHECK(keeps_text("\xE4", "\xB8\x96x"));  // 世 completed across pieces
+  BOOST_CHECK(!keeps_text("\xC3", "a"));         // a lead byte followed by ASCII
+  BOOST_CHECK(!keeps_text("", "\xA9"));          // a lone continuation byte
+  BOOST_CHECK(!keeps_text("", "\xFF"));          // never UTF-8
+  BOOST_CHECK(!keeps_text("", "\xC0\xAF"));      // overlong
+  BOOST_CHECK(!keeps_text("", "\xED\xA0\x80"));  // a surrogate
+  BOOST_CHECK(!keeps_text("", "a\x01"));         // C0 control
+  BOOST_CHECK(!keeps_text("", "\x7F"));          // DEL
+  BOOST_CHECK(!keeps_text("", "\xC2\x85"));      // C1 control (NEL)
+  BOOST_CHECK(keeps_text("", ""));               // an end-of-text token decodes to nothing
+  BOOST_CHECK_EQUAL(rwkv::text_bytes_missing("", "\xE4"), 2);
+  BOOST_CHECK_EQUAL(rwkv::text_bytes_missing("\xE4", "\xB8"), 1);
+  BOOST_CHECK_EQUAL(rwkv::text_bytes_missing("\xE4\xB8", "\x96"), 0);
+  BOOST_CHECK_EQUAL(rwkv::text_bytes_missing("", "\xF0\x9F\x98\x80"), 0);
+  BOOST_CHECK_EQUAL(rwkv::text_bytes_missing("", "\xF0"), 3);
+}
+
+// A hot sampler on the tiny byte-level model emits stray bytes; text_only samples around them.
+BOOST_AUTO_TEST_CASE(text_only_generation_is_printable_utf8) {
+  const auto& m = tiny();
+  rwkv::generation_params p{.sampling = {.temperature = 1.5f, .top_p = 1.f}, .max_tokens = 400, .seed = 3};
+  auto printable = [](const std::string& t) {
+    return rwkv::is_valid_utf8(t) && std::none_of(t.begin(), t.end(), [](char c) {
+             const auto u = static_cast<unsigned char>(c);
+             return (u < 0x20 && c != '\n' && c != '\t') || u == 0x7F;
+           });
+  };
+  auto s = m.make_state();
+  const auto raw = rwkv::generate(m, s, bytes, "The ", p);
+  BOOST_CHECK_MESSAGE(!printable(raw.text), "the raw text was already printable: the test shows nothing");
+  p.text_only = true;
+  s = m.make_state();
+  std::string streamed;
+  const auto text = rwkv::generate(m, s, bytes, "The ", p, [&](std::string_view piece) { streamed += piece; });
+  BOOST_CHECK_EQUAL(text.tokens.size(), 400u);
+  BOOST_CHECK(printable(text.text));
+  BOOST_CHECK_EQUAL(streamed, text.text);
+  BOOST_CHECK_EQUAL(text.text, bytes.decode(text.tokens));
+}

@@ -23,6 +23,7 @@
 #include <rwkv/train.hpp>
 
 #include "cli_args.hpp"
+#include "cli_data.hpp"
 
 namespace rwkv_cli {
 
@@ -346,7 +347,7 @@ int cmd_train(int argc, char** argv) {
     if (vocab == rwkv::byte_tokenizer::vocab_size)
       tokens = rwkv::byte_tokenizer{}.encode(text);
     else if (vocab == 65536 || a.get("--vocab"))
-      tokens = rwkv::world_tokenizer(a.get("--vocab").value_or(RWKV_DEFAULT_VOCAB)).encode(text);
+      tokens = rwkv::world_tokenizer(a.get("--vocab").value_or(default_vocab_path())).encode(text);
     else
       throw rwkv::error("no tokenizer for vocabulary size " + std::to_string(vocab) +
                         " (byte-level models have 256, World models 65536; pass --vocab for another World vocabulary)");

@@ -27,6 +27,14 @@
 
 namespace rwkv {
 
+namespace detail {
+// Defined by the prebuilt any_model library for the ISA it was compiled for (see the end of this file).
+template <class Arch, int EigenAlignBytes>
+struct any_model_library_isa {
+  static const int same_as_this_translation_unit;
+};
+}  // namespace detail
+
 // Weight storage chosen at run time.
 enum class storage_choice { f32, bf16, f16, q8, q4 };
 
@@ -57,6 +65,7 @@ class any_state {
     virtual bool equals(const concept_t& other) const = 0;
     virtual std::vector<std::byte> to_bytes() const = 0;
     virtual void save(const std::filesystem::path& path) const = 0;
+    virtual std::unique_ptr<concept_t> load(const std::filesystem::path& path) const = 0;
   };
   template <class S>
   struct model_t final : concept_t {
@@ -68,6 +77,9 @@ class any_state {
     }
     std::vector<std::byte> to_bytes() const override { return value.to_bytes(); }
     void save(const std::filesystem::path& path) const override { save_state(path, value); }
+    std::unique_ptr<concept_t> load(const std::filesystem::path& path) const override {
+      return std::make_unique<model_t>(rwkv::load_state(path, value));
+    }
     S value;
   };
 
@@ -87,18 +99,26 @@ class any_state {
   std::vector<std::byte> to_bytes() const { return get().to_bytes(); }
   // Writes the state as a safetensors state file (see rwkv/state_file.hpp).
   void save(const std::filesystem::path& path) const { get().save(path); }
+  // Reads a state file written for the same model type as this state (see rwkv::load_state).
+  any_state load(const std::filesystem::path& path) const { return any_state(get().load(path)); }
+  // Whether this holds a state (a default-constructed any_state does not).
+  explicit operator bool() const noexcept { return p_ != nullptr; }
 
   // The concrete state (e.g. rwkv::v7::State) when its type is known; throws rwkv::error otherwise.
   template <class S>
   S& as() {
-    auto* m = dynamic_cast<model_t<S>*>(p_.get());
-    if (!m) throw error("state is not of the requested type (it belongs to another model)");
+    auto* m = dynamic_cast<model_t<S>*>(&get());
+    if (!m) throw error("the state belongs to another model (make states with this model's make_state())");
     return m->value;
   }
 
  private:
   const concept_t& get() const {
-    if (!p_) throw error("empty state (use model.make_state())");
+    if (!p_) throw error("the state is empty (a default-constructed any_state): make one with model.make_state()");
+    return *p_;
+  }
+  concept_t& get() {
+    if (!p_) throw error("the state is empty (a default-constructed any_state): make one with model.make_state()");
     return *p_;
   }
   std::unique_ptr<concept_t> p_;
@@ -115,6 +135,7 @@ class any_model {
                                thread_pool* pool) const = 0;
     virtual any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source) const = 0;
     virtual any_state load_state(const std::filesystem::path& path) const = 0;
+    virtual any_state load_initial_state(const std::filesystem::path& path) const = 0;
   };
 
   template <class M>
@@ -134,6 +155,9 @@ class any_model {
     any_state load_state(const std::filesystem::path& path) const override {
       return any_state(std::make_unique<any_state::model_t<S>>(rwkv::load_state(path, model.make_state())));
     }
+    any_state load_initial_state(const std::filesystem::path& path) const override {
+      return any_state(std::make_unique<any_state::model_t<S>>(rwkv::load_initial_state(path, model.make_state())));
+    }
     M model;
   };
 
@@ -150,6 +174,11 @@ class any_model {
   // The model of an opened checkpoint, read through `reader` (a reader over file's tensors); afterwards the
   // reader tells what the model read (weight_reader::weight_shapes: the matrices a quantized model quantizes).
   static any_model from_reader(io::weight_reader& reader, const io::checkpoint& file, storage_choice storage) {
+#ifdef RWKV_ANY_MODEL_PREBUILT
+    // The ISA check of the prebuilt library (end of this file) once more, where no linker drops it as unused.
+    static_cast<void>(*static_cast<const volatile int*>(
+        &detail::any_model_library_isa<xsimd::default_arch, EIGEN_MAX_ALIGN_BYTES>::same_as_this_translation_unit));
+#endif
     const auto version = detect_version(file.tensors, file.path);
     any_model m;
     m.info_.version = version_name(version);
@@ -197,6 +226,9 @@ class any_model {
   }
   // Reads a state file written by any_state::save / rwkv::save_state for a model of this shape.
   any_state load_state(const std::filesystem::path& path) const { return impl().load_state(path); }
+  // A state to start from: an rwkvpp state file or a state-tuning file of att.time_state tensors (RWKV-PEFT's),
+  // see rwkv::load_initial_state.
+  any_state load_initial_state(const std::filesystem::path& path) const { return impl().load_initial_state(path); }
 
  private:
   // The dtypes of the file, e.g. "F32" or "BF16"; pre-quantized matrices count as their format ("F32+Q8").
@@ -255,25 +287,11 @@ class any_model {
     }
   }
 
+  // Defined after the class: not inline, so that `extern template` (RWKV_ANY_MODEL_EXTERN) keeps a compiler that
+  // optimises from instantiating it for inlining, which is most of the compile time of a program using the
+  // prebuilt instantiations.
   template <class P>
-  void build(arch_version v, io::weight_reader& r) {
-    switch (v) {
-      case arch_version::v4:
-        adopt(v4::Model<P>::from_reader(r));
-        return;
-      case arch_version::v5_0:
-      case arch_version::v5_1:
-      case arch_version::v5_2:
-        build_with_head_size<v5_model, P>(r, v5::Config::from(r).head_size, "blocks.0.att.time_decay");
-        return;
-      case arch_version::v6:
-        build_with_head_size<v6_model, P>(r, v6::Config::from(r).head_size, "blocks.0.att.time_faaaa");
-        return;
-      case arch_version::v7:
-        build_with_head_size<v7_model, P>(r, v7::Config::from(r).head_size, "blocks.0.att.r_k");
-        return;
-    }
-  }
+  void build(arch_version v, io::weight_reader& r);
 
   template <class P, class B, int N>
   using v5_model = v5::Model<P, B, N>;
@@ -291,17 +309,57 @@ class any_model {
   std::shared_ptr<const concept_t> impl_;  // immutable, so copies of any_model share it safely
 };
 
+template <class P>
+void any_model::build(arch_version v, io::weight_reader& r) {
+  switch (v) {
+    case arch_version::v4:
+      adopt(v4::Model<P>::from_reader(r));
+      return;
+    case arch_version::v5_0:
+    case arch_version::v5_1:
+    case arch_version::v5_2:
+      build_with_head_size<v5_model, P>(r, v5::Config::from(r).head_size, "blocks.0.att.time_decay");
+      return;
+    case arch_version::v6:
+      build_with_head_size<v6_model, P>(r, v6::Config::from(r).head_size, "blocks.0.att.time_faaaa");
+      return;
+    case arch_version::v7:
+      build_with_head_size<v7_model, P>(r, v7::Config::from(r).head_size, "blocks.0.att.r_k");
+      return;
+  }
+}
+
+// rwkv::save_state and rwkv::load_state for the type-erased state, as for the typed ones (state_file.hpp): the
+// file must have been written for the same model type (version, layers, sizes), else rwkv::error says which.
+inline void save_state(const std::filesystem::path& path, const any_state& s) { s.save(path); }
+inline any_state load_state(const std::filesystem::path& path, const any_state& like) { return like.load(path); }
+
 }  // namespace rwkv
 
 // any_model::load instantiates every version and head size for each weight storage, which is most of the
 // compile time of a program that uses it. Such a program can spread the work over translation units:
 //   in one .cpp per storage type:          RWKV_ANY_MODEL_INSTANTIATE(rwkv::bf16_weights)
 //   in the .cpp that calls any_model::load: RWKV_ANY_MODEL_EXTERN(rwkv::bf16_weights)
-// (rwkv-cli does this; see tools/CMakeLists.txt.)
+// (the CMake target rwkv::any_model does this; see src/CMakeLists.txt.)
 #define RWKV_ANY_MODEL_EXTERN(P) \
   extern template void rwkv::any_model::build<P>(rwkv::arch_version, rwkv::io::weight_reader&);
 #define RWKV_ANY_MODEL_INSTANTIATE(P) \
   template void rwkv::any_model::build<P>(rwkv::arch_version, rwkv::io::weight_reader&);
+
+// The prebuilt instantiations (the CMake target rwkv::any_model) are compiled for one ISA, and a program that
+// links them must compile every translation unit that includes this header for the same one: the inline functions
+// of the library and of the program are merged by the linker, and Eigen's alignment follows the ISA, so a mix
+// crashes. rwkv::any_model passes its ISA flags on; this check turns a mix that happens anyway (flags set by hand)
+// into a link error that names this translation unit's ISA and Eigen alignment, such as
+//   undefined reference to `rwkv::detail::any_model_library_isa<xsimd::sse2, 16>::same_as_this_translation_unit'
+// The library defines the member for its own ISA only (RWKV_ANY_MODEL_DEFINE_ISA); the struct is declared at the
+// top of this file.
+// clang-format off
+#define RWKV_ANY_MODEL_DEFINE_ISA                                                                   \
+  template <>                                                                                       \
+  const int rwkv::detail::any_model_library_isa<xsimd::default_arch, EIGEN_MAX_ALIGN_BYTES>::       \
+      same_as_this_translation_unit = 1;
+// clang-format on
 
 // Defined by the build of this repository when its prebuilt instantiations are linked.
 #ifdef RWKV_ANY_MODEL_PREBUILT
@@ -310,4 +368,9 @@ RWKV_ANY_MODEL_EXTERN(rwkv::bf16_weights)
 RWKV_ANY_MODEL_EXTERN(rwkv::f16_weights)
 RWKV_ANY_MODEL_EXTERN(rwkv::q8_weights)
 RWKV_ANY_MODEL_EXTERN(rwkv::q4_weights)
+namespace rwkv::detail {
+// One reference per translation unit, kept by the compiler even though nothing reads it.
+[[maybe_unused, gnu::used]] static const int* const any_model_isa_check =
+    &any_model_library_isa<xsimd::default_arch, EIGEN_MAX_ALIGN_BYTES>::same_as_this_translation_unit;
+}  // namespace rwkv::detail
 #endif

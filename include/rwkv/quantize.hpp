@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -38,7 +39,8 @@ struct quantize_summary {
 namespace detail {
 
 template <QuantizedStorage Q>
-quantize_summary quantize_checkpoint(const std::filesystem::path& in, const std::filesystem::path& out) {
+quantize_summary quantize_checkpoint(const std::filesystem::path& in, const std::filesystem::path& out,
+                                     const std::function<void(std::int64_t, std::int64_t)>& progress) {
   std::error_code ec;
   if (std::filesystem::exists(out, ec) && std::filesystem::equivalent(in, out, ec))
     throw error("the output would overwrite the input checkpoint", out.string());
@@ -52,6 +54,7 @@ quantize_summary quantize_checkpoint(const std::filesystem::path& in, const std:
   summary.version = model.info().version;
   summary.parameters = model.info().parameters;
   const auto& shapes = reader.weight_shapes();
+  std::int64_t done = 0;
   std::vector<io::quantized_entry> matrices;
   std::vector<io::tensor_to_write> quantized, copied;
   for (const auto& t : file.tensors) {
@@ -62,6 +65,7 @@ quantize_summary quantize_checkpoint(const std::filesystem::path& in, const std:
         quantized.push_back(std::move(w));
       matrices.push_back({t.name, rows, cols});
       summary.quantized_elements += rows * cols;
+      if (progress) progress(++done, static_cast<std::int64_t>(shapes.size()));
     } else if (t.quantized) {  // quantized, but not read as a matrix by this model: stored as float32
       copied.push_back(io::tensor_to_write::from<float>(t.name, t.shape, std::span<const float>(io::dequantize(t))));
     } else {
@@ -86,13 +90,15 @@ quantize_summary quantize_checkpoint(const std::filesystem::path& in, const std:
 // Writes `in` (any supported checkpoint) quantized to `to` (q8 or q4) as `out`. Throws rwkv::error for a
 // checkpoint no model loads, a float precision as `to`, an already-quantized input of the other format, or an
 // output path that is the input.
-inline quantize_summary quantize_checkpoint(const std::filesystem::path& in, const std::filesystem::path& out,
-                                            storage_choice to) {
+// `progress` (optional) is called after each matrix with (matrices done, matrices to quantize).
+inline quantize_summary quantize_checkpoint(
+    const std::filesystem::path& in, const std::filesystem::path& out, storage_choice to,
+    const std::function<void(std::int64_t done, std::int64_t total)>& progress = {}) {
   switch (to) {
     case storage_choice::q8:
-      return detail::quantize_checkpoint<q8>(in, out);
+      return detail::quantize_checkpoint<q8>(in, out, progress);
     case storage_choice::q4:
-      return detail::quantize_checkpoint<q4>(in, out);
+      return detail::quantize_checkpoint<q4>(in, out, progress);
     default:
       throw error("quantize writes q8 or q4 (f32, bf16 and f16 files: rwkv-cli convert --dtype)", in.string());
   }

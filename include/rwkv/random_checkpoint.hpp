@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <span>
 #include <string>
@@ -24,14 +25,20 @@ struct random_spec {
 };
 
 // Tensors in the order the official training code saves them; T is the stored dtype (float, bf16, f16).
+// `progress` (optional) is called after each layer with (layers done, layers).
 template <class T = float>
-std::vector<io::tensor_to_write> random_checkpoint(const random_spec& s) {
+std::vector<io::tensor_to_write> random_checkpoint(
+    const random_spec& s, const std::function<void(std::int64_t done, std::int64_t total)>& progress = {}) {
   const std::string& v = s.version;
   if (v != "4" && v != "5.2" && v != "6" && v != "7")
     throw error("make-random supports versions 4, 5.2, 6 and 7, not '" + v + "'");
   const auto C = s.n_embd, L = s.n_layer, N = s.head_size;
-  if (C <= 0 || L <= 0 || s.vocab <= 0 || (v != "4" && (N <= 0 || C % N != 0)))
-    throw error("invalid shape: n_embd must be a positive multiple of head_size, layers and vocab positive");
+  if (C <= 0 || L <= 0 || s.vocab <= 0)
+    throw error("invalid shape: n_embd, n_layer and vocab must be positive (got " + std::to_string(C) + ", " +
+                std::to_string(L) + ", " + std::to_string(s.vocab) + ")");
+  if (v != "4" && (N <= 0 || C % N != 0))
+    throw error("invalid shape: n_embd " + std::to_string(C) + " is not a multiple of the head size " +
+                std::to_string(N) + " (RWKV-" + v + " splits the channels into heads of head_size)");
   const auto H = v == "4" ? 0 : C / N;
   const auto F = (v == "4" || v == "7") ? 4 * C : (C * 7 / 2) / 32 * 32;
   auto rank = [&](double k) {
@@ -135,6 +142,7 @@ std::vector<io::tensor_to_write> random_checkpoint(const random_spec& s) {
     linear(f + "key.weight", F, C);
     if (v != "7") linear(f + "receptance.weight", C, C);
     linear(f + "value.weight", C, F, 0.5f);
+    if (progress) progress(i + 1, L);
   }
   add("ln_out.weight", {C}, constant(1.f));
   add("ln_out.bias", {C}, constant(0.f));

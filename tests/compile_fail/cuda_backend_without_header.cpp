@@ -1,4 +1,4 @@
-// Must NOT compile: the CUDA backend tag used without <rwkv/cuda.hpp>. CTest checks the diagnostic sentence.
+// Must NOT compile: the CUDA backend tag, which has no implementation yet. CTest checks the diagnostic sentence.
 #include <rwkv/v7.hpp>
 
 int main() {

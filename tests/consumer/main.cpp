@@ -11,5 +11,6 @@ int main(int argc, char** argv) {
   const auto model = rwkv::load_model<rwkv::v7::Model<rwkv::f32>>(argv[1]);
   auto state = model.make_state();
   const auto logits = model.prefill(rwkv::byte_tokenizer{}.encode("in"), state);
-  std::cout << "consumer: next token after \"in\" is " << rwkv::argmax(logits) << "\n";
+  std::cout << "consumer: next token after \"in\" is " << rwkv::argmax(logits) << " (compiled for "
+            << rwkv::cpu<>::arch::name() << ")\n";
 }

@@ -213,3 +213,50 @@ BOOST_AUTO_TEST_CASE(damaged_quantized_file_and_other_quantized_precision) {
                {"unknown rwkvpp.quantization 'q3' (supported: q8, q4)"}, q3.string());
   for (const auto& p : {q8file, nan, q3}) fs::remove(p);
 }
+
+BOOST_AUTO_TEST_CASE(missing_empty_and_directory_paths) {
+  const auto missing = temp_file("does-not-exist.safetensors");
+  expect_error([&] { model_t::load(missing); }, {"no such file"}, missing.string());
+  const auto empty = write_bytes("empty.safetensors", {});
+  expect_error([&] { model_t::load(empty); }, {"the file is empty (0 bytes)"}, empty.string());
+  expect_error([&] { model_t::load(fs::temp_directory_path()); }, {"is a directory"}, {});
+  fs::remove(empty);
+  expect_error([&] { io::save_safetensors("/nonexistent-dir/x.safetensors", dev_tensors()); },
+               {"cannot open for writing: No such file or directory"}, "/nonexistent-dir/x.safetensors");
+}
+
+BOOST_AUTO_TEST_CASE(checkpoint_of_another_version_names_it) {
+  expect_error([&] { model_t::load(test::data_path("v6-dev.model.safetensors")); },
+               {"this is an RWKV-6 checkpoint, not RWKV-7: load it with rwkv::v6::Model or rwkv::any_model"},
+               "v6-dev.model.safetensors");
+  expect_error([&] { v5::Model<f32>::load(test::data_path("v4-dev.model.safetensors")); },
+               {"this is an RWKV-4 checkpoint, not RWKV-5"}, "v4-dev.model.safetensors");
+  BOOST_CHECK_NO_THROW(v5::Model<f32>::load(test::data_path("v5.1-dev.model.safetensors")));  // 5.x is RWKV-5
+}
+
+BOOST_AUTO_TEST_CASE(model_file_given_as_a_state_and_empty_any_state) {
+  const auto dev = model_t::load(test::data_path("v7-dev.model.safetensors"));
+  expect_error([&] { load_state(test::data_path("v7-dev.model.safetensors"), dev.make_state()); },
+               {"this is a model checkpoint, not a state file"}, "v7-dev.model.safetensors");
+  const auto m = any_model::load(test::data_path("v7-dev.model.safetensors"));
+  any_state empty;
+  BOOST_CHECK(!empty);
+  expect_error([&] { m.step(1, empty); }, {"the state is empty (a default-constructed any_state)"}, {});
+  auto other = any_model::load(test::data_path("v6-dev.model.safetensors")).make_state();
+  expect_error([&] { m.step(1, other); }, {"the state belongs to another model"}, {});
+}
+
+// rwkv::save_state / rwkv::load_state take any_model's states as they take typed ones (the README's calls).
+BOOST_AUTO_TEST_CASE(any_state_through_save_state_and_load_state) {
+  const auto m = any_model::load(test::data_path("v7-dev.model.safetensors"));
+  auto s = m.make_state();
+  m.step(7, s);
+  const auto p = temp_file("any.state");
+  save_state(p, s);
+  const auto back = load_state(p, m.make_state());
+  BOOST_CHECK(back == s);
+  BOOST_CHECK(m.load_state(p) == s);
+  const auto v6 = any_model::load(test::data_path("v6-dev.model.safetensors"));
+  expect_error([&] { load_state(p, v6.make_state()); }, {"state file is for RWKV-7"}, p.string());
+  fs::remove(p);
+}

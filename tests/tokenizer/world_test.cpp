@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -300,6 +301,31 @@ BOOST_AUTO_TEST_CASE(file_errors_name_the_file) {
   }
   std::filesystem::remove(path);
   BOOST_CHECK_THROW(rwkv::world_tokenizer(dir / "no-such-vocabulary.txt"), rwkv::error);
+}
+
+// world_tokenizer::bundled(): the vocabulary the rwkv::rwkv target compiles in (the source tree's here), or the one
+// the environment variable RWKV_WORLD_VOCAB names.
+BOOST_AUTO_TEST_CASE(bundled_vocabulary) {
+  BOOST_REQUIRE(std::getenv("RWKV_WORLD_VOCAB") == nullptr);
+  BOOST_CHECK(std::filesystem::equivalent(rwkv::world_tokenizer::bundled_path(), RWKV_VOCAB_FILE));
+  const auto tok = rwkv::world_tokenizer::bundled();
+  BOOST_CHECK_EQUAL(tok.vocab_size(), world().vocab_size());
+  BOOST_CHECK(tok.encode("Hello, world!") == world().encode("Hello, world!"));
+
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("rwkvpp-world-bundled-" + std::to_string(std::random_device{}()) + ".txt");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << "1 'a' 1\n2 'b' 1\n3 'ab' 2\n";
+  }
+  ::setenv("RWKV_WORLD_VOCAB", path.c_str(), 1);
+  BOOST_CHECK_EQUAL(rwkv::world_tokenizer::bundled_path(), path);
+  BOOST_CHECK_EQUAL(rwkv::world_tokenizer::bundled().vocab_size(), 4);
+  std::filesystem::remove(path);
+  BOOST_CHECK_EXCEPTION((void)rwkv::world_tokenizer::bundled(), rwkv::error,
+                        [&](const rwkv::error& e) { return e.file() == path.string(); });
+  ::unsetenv("RWKV_WORLD_VOCAB");
+  BOOST_CHECK(std::filesystem::equivalent(rwkv::world_tokenizer::bundled_path(), RWKV_VOCAB_FILE));
 }
 
 BOOST_AUTO_TEST_CASE(utf8_helpers) {

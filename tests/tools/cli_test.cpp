@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <rwkv/io/safetensors.hpp>
+#include <rwkv/tokenizer/utf8.hpp>
 
 #include "../support/golden.hpp"
 
@@ -28,11 +30,12 @@ struct result {
   std::string out, err;
 };
 
-result run(const std::string& args) {
+// Runs rwkv-cli with `args` (shell syntax), with `env` (VAR=value ...) in front.
+result run_env(const std::string& env, const std::string& args) {
   static int counter = 0;
   const auto err_file =
       fs::temp_directory_path() / ("rwkv_cli_test_err_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  const std::string cmd = std::string(RWKV_CLI) + " " + args + " 2>" + err_file.string();
+  const std::string cmd = env + " " + std::string(RWKV_CLI) + " " + args + " 2>" + err_file.string();
   FILE* p = ::popen(cmd.c_str(), "r");
   BOOST_REQUIRE(p != nullptr);
   std::string out;
@@ -44,6 +47,15 @@ result run(const std::string& args) {
   ss << e.rdbuf();
   fs::remove(err_file);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, ss.str()};
+}
+
+result run(const std::string& args) { return run_env("", args); }
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::string join(const std::vector<std::int32_t>& t) {
@@ -85,8 +97,16 @@ void check_logits(const std::string& model, const std::string& golden_name, cons
 
 void check_one_line_error(const result& r) {
   BOOST_CHECK_NE(r.code, 0);
-  BOOST_CHECK(r.err.rfind("rwkv-cli: error: ", 0) == 0);
+  BOOST_CHECK_MESSAGE(r.err.rfind("rwkv-cli: error: ", 0) == 0, r.err);
+  BOOST_CHECK_MESSAGE(std::count(r.err.begin(), r.err.end(), '\n') == 1, "not one line: " << r.err);
   BOOST_CHECK(r.out.empty());
+}
+
+// A usage error: one line naming the problem and where the usage is, exit status 2, nothing on stdout.
+void check_usage_error(const result& r, const std::string& fragment) {
+  check_one_line_error(r);
+  BOOST_CHECK_EQUAL(r.code, 2);
+  BOOST_CHECK_MESSAGE(r.err.find(fragment) != std::string::npos, "'" << fragment << "' not in: " << r.err);
 }
 
 }  // namespace
@@ -414,13 +434,6 @@ std::vector<std::vector<std::string>> read_csv(const fs::path& path) {
   return rows;
 }
 
-std::string file_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void remove_run(const fs::path& model) {
   auto stem = model;
   stem.replace_extension();
@@ -522,4 +535,254 @@ BOOST_AUTO_TEST_CASE(train_tune_state_writes_a_state_file_for_state_in) {
   fs::remove(with_state);
   fs::remove(without);
   remove_run(temp_file("tuned.state.safetensors"));
+}
+
+BOOST_AUTO_TEST_CASE(every_command_has_its_own_help) {
+  for (const char* cmd : {"info", "generate", "chat", "logits", "bench", "train", "grad", "convert", "quantize",
+                          "make-random", "tokenize", "detokenize"}) {
+    const auto r = run(std::string(cmd) + " --help");
+    BOOST_CHECK_MESSAGE(r.code == 0 && r.err.empty(), cmd << ": " << r.code << " " << r.err);
+    BOOST_CHECK_MESSAGE(r.out.rfind(std::string("usage: rwkv-cli ") + cmd, 0) == 0, cmd << ":\n" << r.out);
+  }
+  BOOST_CHECK(run("generate -h").out.find("--stop TEXT") != std::string::npos);
+  BOOST_CHECK(run("chat --help").out.find("User: {your line}") != std::string::npos);  // the template, visible
+  const auto all = run("--help");
+  BOOST_CHECK_EQUAL(all.code, 0);
+  BOOST_CHECK(all.out.find("make-random") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(usage_errors_are_one_line_with_status_2) {
+  check_usage_error(run("generate --bogus 1"), "unknown option --bogus (rwkv-cli generate --help shows the usage)");
+  check_usage_error(run("generate --precision q3"), "--precision: unknown precision 'q3'");
+  check_usage_error(run("generate --top-p 2"), "--top-p must be in (0, 1]");  // before the prompt is printed
+  check_usage_error(run("generate --temperature -1"), "--temperature must be >= 0");
+  check_usage_error(run("generate --temperature nan"), "--temperature must be a finite number");
+  check_usage_error(run("generate --stop ''"), "--stop must not be empty");
+  const auto out = temp_file("r.safetensors").string();
+  check_usage_error(run("make-random --head-size 16 --out " + out), "--head-size 16 is not one rwkv-cli runs");
+  check_usage_error(run("make-random --embd 60 --out " + out),
+                    "--embd 60 is not a multiple of the head size 64 (the default; set it with --head-size)");
+  check_usage_error(run("bench"), "bench takes exactly one MODEL");
+  check_usage_error(run("frobnicate"), "unknown command 'frobnicate'");
+  BOOST_CHECK(!fs::exists(out));
+}
+
+BOOST_AUTO_TEST_CASE(error_messages_say_what_happened) {
+  const auto missing = run("info /nonexistent/model.safetensors");
+  check_one_line_error(missing);
+  BOOST_CHECK_MESSAGE(missing.err.find("no such file") != std::string::npos, missing.err);
+  const auto empty = temp_file("empty.safetensors");
+  std::ofstream(empty).close();
+  const auto e = run("info " + empty.string());
+  BOOST_CHECK_MESSAGE(e.err.find("the file is empty") != std::string::npos, e.err);
+  fs::remove(empty);
+  const auto model = data_path("tiny-7v0.model.safetensors");
+  const auto as_state =
+      run("logits " + model + " --tokens 1 --out " + temp_file("l").string() + " --state-in " + model);
+  check_one_line_error(as_state);
+  BOOST_CHECK_MESSAGE(as_state.err.find("this is a model checkpoint, not a state file") != std::string::npos,
+                      as_state.err);
+  const auto no_dir = run("convert " + model + " --out /nonexistent-dir/x.safetensors --quiet");
+  check_one_line_error(no_dir);
+  BOOST_CHECK_MESSAGE(no_dir.err.find("No such file or directory") != std::string::npos, no_dir.err);
+}
+
+BOOST_AUTO_TEST_CASE(tokenize_reads_text_file_or_stdin_and_shows_pieces) {
+  const std::string want = "33155,45,33,10267,14610,34,4771,2003\n";
+  BOOST_CHECK_EQUAL(run("tokenize --text 'Hello, \xe4\xb8\x96\xe7\x95\x8c! rwkv'").out, want);
+  BOOST_CHECK_EQUAL(run("tokenize < /dev/null").out, "\n");
+  const auto in = temp_file("tok.txt");
+  std::ofstream(in, std::ios::binary) << "Hello,\n";
+  BOOST_CHECK_EQUAL(run("tokenize --file - < " + in.string()).out, run("tokenize --file " + in.string()).out);
+  BOOST_CHECK_EQUAL(run("tokenize < " + in.string()).out, run("tokenize --file " + in.string()).out);
+  const auto pieces = run("tokenize --format pieces --file " + in.string());
+  BOOST_CHECK_EQUAL(pieces.code, 0);
+  BOOST_CHECK_MESSAGE(pieces.out.find("33155\tHello\n") == 0 && pieces.out.find("\t\\n\n") != std::string::npos,
+                      pieces.out);
+  const auto json = run("tokenize --format json --text Hello");
+  BOOST_CHECK_EQUAL(json.out, "{\"ids\":[33155],\"pieces\":[\"Hello\"]}\n");
+  check_usage_error(run("tokenize --text a --file " + in.string()), "give --text or --file, not both");
+  fs::remove(in);
+}
+
+BOOST_AUTO_TEST_CASE(generate_prints_text_stops_and_reports_timing) {
+  // Hot sampling on the tiny (babbling) byte-level model: printable UTF-8 unless --raw.
+  const auto tiny = data_path("tiny-7v0.model.safetensors");
+  const auto text = run("generate " + tiny + " --prompt The --max-tokens 300 --temperature 1.5 --top-p 1 --seed 3");
+  BOOST_REQUIRE_EQUAL(text.code, 0);
+  auto printable = [](const std::string& t) {
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      const auto u = static_cast<unsigned char>(t[i]);
+      if ((u < 0x20 && u != '\n' && u != '\t') || u == 0x7F) return false;
+    }
+    return rwkv::is_valid_utf8(t);
+  };
+  BOOST_CHECK_MESSAGE(printable(text.out), text.out);
+  const auto raw =
+      run("generate " + tiny + " --prompt The --max-tokens 300 --temperature 1.5 --top-p 1 --seed 3 --raw");
+  BOOST_CHECK_MESSAGE(!printable(raw.out), "--raw sampled printable text only: the check above shows nothing");
+  // The timing line (stderr), and nothing with --quiet.
+  BOOST_CHECK_MESSAGE(
+      text.err.find("rwkv-cli: 300 tokens in ") == 0 && text.err.find("tokens/s), prompt 3 tokens, "
+                                                                      "first token after ") != std::string::npos,
+      text.err);
+  const auto quiet = run("generate --prompt The --max-tokens 5 --quiet");
+  BOOST_CHECK(quiet.err.empty());
+  // --stop: the text before it is printed, not the stop string.
+  const auto greedy = run("generate --prompt The --max-tokens 60 --temperature 0 --quiet");
+  const std::string body = greedy.out.substr(3, 6);  // six generated bytes, cut where they are
+  const auto stopped =
+      run("generate --prompt The --max-tokens 60 --temperature 0 --quiet --stop '" + body.substr(3) + "'");
+  BOOST_CHECK_EQUAL(stopped.out, "The" + body.substr(0, 3) + "\n");
+}
+
+BOOST_AUTO_TEST_CASE(chat_system_prompt_and_session_resume) {
+  const auto session = temp_file("chat.state");
+  fs::remove(session);
+  const auto input = temp_file("chat_in.txt");
+  std::ofstream(input) << "Hi\n";
+  const auto first = run("chat --max-tokens 8 --temperature 0 --system 'Be brief.' --session " + session.string() +
+                         " < " + input.string());
+  BOOST_REQUIRE_EQUAL(first.code, 0);
+  BOOST_CHECK(fs::exists(session));
+  BOOST_CHECK_MESSAGE(first.err.find("template: ") != std::string::npos, first.err);
+  BOOST_CHECK_MESSAGE(first.err.find(" tokens in ") != std::string::npos, first.err);  // a timing line per turn
+  const auto second = run("chat --max-tokens 8 --temperature 0 --session " + session.string() + " < " + input.string());
+  BOOST_REQUIRE_EQUAL(second.code, 0);
+  BOOST_CHECK_MESSAGE(second.err.find("session resumed from") != std::string::npos, second.err);
+  // Two sessions of one turn each end in the state of one session of two turns (greedy: seeds do not matter).
+  const auto both = temp_file("chat_both.state");
+  fs::remove(both);
+  const auto two_turns = temp_file("chat_in2.txt");
+  std::ofstream(two_turns) << "Hi\nHi\n";
+  BOOST_REQUIRE_EQUAL(run("chat --max-tokens 8 --temperature 0 --system 'Be brief.' --session " + both.string() +
+                          " < " + two_turns.string())
+                          .code,
+                      0);
+  BOOST_CHECK(file_bytes(session) == file_bytes(both));
+  const auto fresh = run("chat --max-tokens 8 --temperature 0 --system 'Be brief.' < " + input.string());
+  BOOST_CHECK_EQUAL(fresh.out, first.out);
+  fs::remove(both);
+  fs::remove(two_turns);
+  check_usage_error(run("chat --session " + session.string() + " --state-in " + session.string()),
+                    "give --session or --init-state, not both");
+  fs::remove(session);
+  fs::remove(input);
+}
+
+BOOST_AUTO_TEST_CASE(long_operations_show_progress_unless_quiet) {
+  const auto out = temp_file("progress.safetensors");
+  const auto r =
+      run_env("RWKV_CLI_PROGRESS=lines", "make-random --layers 2 --embd 64 --vocab 256 --out " + out.string());
+  BOOST_REQUIRE_EQUAL(r.code, 0);
+  BOOST_CHECK_MESSAGE(r.err.find("generating: 50%") != std::string::npos, r.err);
+  BOOST_CHECK_MESSAGE(r.err.find("generating: 100%") != std::string::npos, r.err);
+  BOOST_CHECK_MESSAGE(r.err.find("writing " + out.string() + ": 100%") != std::string::npos, r.err);
+  const auto q =
+      run_env("RWKV_CLI_PROGRESS=lines", "quantize " + out.string() + " --to q8 --out " + out.string() + ".q8 --quiet");
+  BOOST_CHECK_EQUAL(q.code, 0);
+  BOOST_CHECK_MESSAGE(q.err.empty(), q.err);
+  const auto q2 =
+      run_env("RWKV_CLI_PROGRESS=lines", "quantize " + out.string() + " --to q4 --out " + out.string() + ".q4");
+  BOOST_CHECK_MESSAGE(q2.err.find("quantizing: 100%") != std::string::npos, q2.err);
+  for (const auto& p : {out.string(), out.string() + ".q8", out.string() + ".q4"}) fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(bench_uses_every_hardware_thread_by_default) {
+  const auto r = run("bench " + data_path("tiny-7v0.model.safetensors") + " --prompt 4 --decode 2 --runs 1 --quiet");
+  BOOST_REQUIRE_EQUAL(r.code, 0);
+  const auto threads = std::max(1u, std::thread::hardware_concurrency());
+  BOOST_CHECK_MESSAGE(r.out.find("\"threads\": " + std::to_string(threads) + ",") != std::string::npos, r.out);
+  // Explains a fraction above 1 (weights served from the caches) where there is one.
+  BOOST_CHECK_MESSAGE(r.out.find("\"roofline_note\": \"") != std::string::npos, r.out);
+}
+
+// The first thing a new user runs (scripts/demo.sh, plain `generate`) reads like English: the bundled model's words,
+// with its default sampling, are words.
+BOOST_AUTO_TEST_CASE(the_default_model_writes_words) {
+  const auto r = run("generate --prompt 'And it came to pass' --max-tokens 300 --seed 1 --quiet");
+  BOOST_REQUIRE_EQUAL(r.code, 0);
+  BOOST_CHECK(rwkv::is_valid_utf8(r.out));
+  std::istringstream in(r.out);
+  std::string word;
+  int words = 0, plain = 0, common = 0;
+  while (in >> word) {
+    while (!word.empty() && std::string(",.;:!?'()").find(word.back()) != std::string::npos) word.pop_back();
+    ++words;
+    plain += !word.empty() && std::all_of(word.begin(), word.end(), [](char c) { return std::isalpha(c); });
+    common += word == "the" || word == "and" || word == "of" || word == "unto";
+  }
+  BOOST_CHECK_MESSAGE(words >= 40 && plain >= words * 9 / 10 && common >= 10,
+                      words << " words, " << plain << " alphabetic, " << common << " common:\n"
+                            << r.out);
+}
+
+// --lora merges an adapter at load (the logits of a checkpoint saved with the merged weights, bit for bit; convert
+// --lora writes that checkpoint), and --init-state starts from a state-tuning file.
+BOOST_AUTO_TEST_CASE(lora_adapters_and_state_tuned_files) {
+  const auto base = data_path("v7-dev.model.safetensors");
+  const auto f = rwkv::io::safetensors_file::open(base);
+  std::vector<rwkv::io::tensor_to_write> merged, adapter;
+  for (const auto& t : f.tensors()) {
+    auto v = floats(t);
+    if (t.name == "blocks.1.att.value.weight") {  // W += (alpha / r)·B·A with dyadic factors: exact products
+      const auto out = t.shape[0], in = t.shape[1], r = std::int64_t{4};
+      std::vector<float> A(static_cast<std::size_t>(r * in)), B(static_cast<std::size_t>(out * r));
+      for (std::size_t i = 0; i < A.size(); ++i) A[i] = static_cast<float>(static_cast<int>(i % 5) - 2) / 8;
+      for (std::size_t i = 0; i < B.size(); ++i) B[i] = static_cast<float>(static_cast<int>(i % 3) - 1) / 16;
+      for (std::int64_t o = 0; o < out; ++o)
+        for (std::int64_t i = 0; i < in; ++i) {
+          float d = 0;
+          for (std::int64_t k = 0; k < r; ++k)
+            d += B[static_cast<std::size_t>(o * r + k)] * A[static_cast<std::size_t>(k * in + i)];
+          v[static_cast<std::size_t>(o * in + i)] += 6.f / 4.f * d;  // alpha 6, rank 4
+        }
+      adapter.push_back(
+          rwkv::io::tensor_to_write::from<float>("blocks.1.att.value.lora_A", {r, in}, std::span<const float>(A)));
+      adapter.push_back(
+          rwkv::io::tensor_to_write::from<float>("blocks.1.att.value.lora_B", {out, r}, std::span<const float>(B)));
+    }
+    merged.push_back(rwkv::io::tensor_to_write::from<float>(t.name, t.shape, std::span<const float>(v)));
+  }
+  const auto adapter_file = temp_file("lora.safetensors"), merged_file = temp_file("merged.safetensors");
+  rwkv::io::save_safetensors(adapter_file, adapter);
+  rwkv::io::save_safetensors(merged_file, merged);
+  const auto want = temp_file("want.safetensors"), got = temp_file("got.safetensors"),
+             conv = temp_file("conv.safetensors");
+  BOOST_REQUIRE_EQUAL(run("logits " + merged_file.string() + " --tokens 1,2,3 --out " + want.string()).code, 0);
+  const auto r = run("logits " + base + " --tokens 1,2,3 --out " + got.string() + " --lora " + adapter_file.string() +
+                     " --lora-alpha 6");
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  BOOST_CHECK(logits_bytes(got) == logits_bytes(want));
+  BOOST_REQUIRE_EQUAL(
+      run("convert " + base + " --quiet --lora " + adapter_file.string() + " --lora-alpha 6 --out " + conv.string())
+          .code,
+      0);
+  BOOST_REQUIRE_EQUAL(run("logits " + conv.string() + " --tokens 1,2,3 --out " + got.string()).code, 0);
+  BOOST_CHECK(logits_bytes(got) == logits_bytes(want));
+  check_usage_error(run("logits " + base + " --tokens 1 --out " + got.string() + " --lora " + adapter_file.string()),
+                    "--lora needs --lora-alpha");
+  const auto small = run("logits " + data_path("tiny-7v0.model.safetensors") + " --tokens 1 --out " + got.string() +
+                         " --lora " + adapter_file.string() + " --lora-alpha 6");
+  check_one_line_error(small);  // tiny-7v0's matrices are 64 x 64: the factors do not fit
+  BOOST_CHECK_MESSAGE(small.err.find("do not fit the model's matrix") != std::string::npos, small.err);
+  // A state-tuning file for the default model (4 layers, 3 heads of 64): generate starts from it.
+  std::vector<rwkv::io::tensor_to_write> st;
+  for (int l = 0; l < 4; ++l) {
+    std::vector<float> v(3 * 64 * 64);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(static_cast<int>((i * 7 + l) % 13) - 6) * 0.5f;
+    st.push_back(rwkv::io::tensor_to_write::from<float>("blocks." + std::to_string(l) + ".att.time_state", {3, 64, 64},
+                                                        std::span<const float>(v)));
+  }
+  const auto st_file = temp_file("time_state.safetensors");
+  rwkv::io::save_safetensors(st_file, st);
+  const auto plain = run("generate --prompt And --max-tokens 20 --temperature 0 --quiet");
+  const auto tuned =
+      run("generate --prompt And --max-tokens 20 --temperature 0 --quiet --init-state " + st_file.string());
+  BOOST_REQUIRE_MESSAGE(tuned.code == 0, tuned.err);
+  BOOST_CHECK_NE(tuned.out, plain.out);
+  const auto as_state = run("generate --max-tokens 2 --init-state " + base);
+  check_one_line_error(as_state);
+  BOOST_CHECK_MESSAGE(as_state.err.find("this is a model checkpoint") != std::string::npos, as_state.err);
+  for (const auto& p : {adapter_file, merged_file, want, got, conv, st_file}) fs::remove(p);
 }

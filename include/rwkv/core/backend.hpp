@@ -41,7 +41,8 @@ using sm80 = sm<80>;
 using sm90 = sm<90>;
 }  // namespace arch
 
-// CUDA backend tag. Declared so that code can name it; usable once <rwkv/cuda.hpp> specialises its traits.
+// CUDA backend tag. Declared so that code can name it; a CUDA backend will specialise backend_traits and ops for
+// it. Until then using it is a compile error with a sentence.
 template <class Arch = arch::sm80>
 struct cuda {
   using arch = Arch;
@@ -59,10 +60,9 @@ struct is_cuda_tag<cuda<Arch>> : std::true_type {};
 template <class B>
 struct backend_traits {
   static_assert(!is_cuda_tag<B>::value,
-                "rwkv: the CUDA backend is not available in this build: include <rwkv/cuda.hpp> and compile with "
-                "nvcc, or use rwkv::cpu<>");
-  static_assert(is_cuda_tag<B>::value,
-                "rwkv: unknown backend tag; use rwkv::cpu<> (or rwkv::cuda<> with <rwkv/cuda.hpp>)");
+                "rwkv: the CUDA backend is not implemented in this version of rwkvpp (the rwkv::cuda<> tag is "
+                "reserved for it): use rwkv::cpu<>");
+  static_assert(is_cuda_tag<B>::value, "rwkv: unknown backend tag; use rwkv::cpu<>");
   static constexpr bool available = false;
 };
 
@@ -79,12 +79,17 @@ template <class B>
 struct ops {
   static_assert(dependent_false<B>,
                 "rwkv: no operations for this backend tag: include its backend header (<rwkv/backend/cpu.hpp> for "
-                "rwkv::cpu<>, <rwkv/cuda.hpp> for rwkv::cuda<>)");
+                "rwkv::cpu<>)");
 };
 
 // Instantiating this checks that B can be used (and produces the sentence above if it cannot).
 template <class B>
 concept Backend = backend_traits<B>::available;
+
+// B when it is a usable backend; otherwise backend_traits' sentence, and cpu<> so that the instantiation goes on
+// without a cascade of follow-up errors (the public model aliases take their B through this).
+template <class B>
+using checked_backend = std::conditional_t<Backend<B>, B, cpu<>>;
 
 template <class B>
 using memory_space_of = typename backend_traits<B>::memory_space;

@@ -39,6 +39,18 @@ concept Precision = requires {
 }
 &&WeightStorage<typename P::weight_type>;
 
+// P when it is a precision bundle; otherwise a static_assert with a sentence, and f32 so that the instantiation
+// goes on without a cascade of follow-up errors (the public model aliases take their P through this).
+template <class P>
+struct checked_precision_of {
+  static_assert(Precision<P>,
+                "rwkv: the precision must be a precision bundle: rwkv::f32, rwkv::bf16_weights, rwkv::f16_weights, "
+                "rwkv::q8_weights or rwkv::q4_weights (or rwkv::precision<WeightStorage>)");
+  using type = std::conditional_t<Precision<P>, P, precision<float>>;
+};
+template <class P>
+using checked_precision = typename checked_precision_of<P>::type;
+
 using f32 = precision<float>;
 using bf16_weights = precision<bf16>;
 using f16_weights = precision<f16>;

@@ -45,6 +45,7 @@ struct checkpoint {
 // Recognises the format from the first bytes of the file.
 inline file_format detect_format(std::span<const std::byte> bytes, const std::string& path) {
   auto starts = [&](const char* m, std::size_t n) { return bytes.size() >= n && std::memcmp(bytes.data(), m, n) == 0; };
+  if (bytes.empty()) throw error("the file is empty (0 bytes), not a model checkpoint", path);
   if (starts("PK\x03\x04", 4)) return file_format::pth;
   if (starts("fmgg", 4)) return file_format::rwkvcpp;  // little-endian 0x67676d66
   if (bytes.size() >= 9 && static_cast<char>(bytes[8]) == '{') return file_format::safetensors;

@@ -1,7 +1,9 @@
 #pragma once
 // Read-only view of a whole file: memory-mapped on POSIX (zero-copy weights), read into memory elsewhere.
 
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -56,10 +58,12 @@ class mapped_file {
 
   explicit mapped_file(const std::filesystem::path& path) : name_(path.string()) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) throw error("cannot open: not a regular file", name_);
+    if (!std::filesystem::exists(path, ec)) throw error("no such file", name_);
+    if (std::filesystem::is_directory(path, ec)) throw error("is a directory, not a file", name_);
+    if (!std::filesystem::is_regular_file(path, ec)) throw error("not a regular file", name_);
 #ifdef RWKV_HAVE_MMAP
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw error("cannot open for reading", name_);
+    if (fd < 0) throw error(std::string("cannot open for reading: ") + std::strerror(errno), name_);
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
       ::close(fd);

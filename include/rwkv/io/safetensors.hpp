@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -257,17 +258,24 @@ inline std::vector<std::byte> to_safetensors_bytes(const std::vector<tensor_to_w
   return out;
 }
 
-// Writes the file tensor by tensor (no second copy of the data in memory).
+// Writes the file tensor by tensor (no second copy of the data in memory). `progress` (optional) is called after
+// each tensor with the bytes written so far and the total.
 inline void save_safetensors(const std::filesystem::path& path, const std::vector<tensor_to_write>& tensors,
-                             const std::map<std::string, std::string>& metadata = {}) {
+                             const std::map<std::string, std::string>& metadata = {},
+                             const std::function<void(std::int64_t done, std::int64_t total)>& progress = {}) {
   const std::string prefix = detail::safetensors_prefix(tensors, metadata);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw error("cannot open for writing", path.string());
+  if (!out) throw error(std::string("cannot open for writing: ") + std::strerror(errno), path.string());
   out.write(prefix.data(), static_cast<std::streamsize>(prefix.size()));
-  for (const auto& t : tensors)
+  std::int64_t total = 0, done = 0;
+  for (const auto& t : tensors) total += static_cast<std::int64_t>(t.bytes.size());
+  for (const auto& t : tensors) {
     out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+    done += static_cast<std::int64_t>(t.bytes.size());
+    if (progress) progress(done, total);
+  }
   out.flush();
-  if (!out) throw error("write failed", path.string());
+  if (!out) throw error(std::string("write failed: ") + std::strerror(errno), path.string());
 }
 
 }  // namespace rwkv::io

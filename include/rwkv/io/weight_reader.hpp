@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -18,6 +19,7 @@
 #include "rwkv/core/memory.hpp"
 #include "rwkv/core/precision.hpp"
 #include "rwkv/core/tensor.hpp"
+#include "rwkv/io/adapter.hpp"
 #include "rwkv/io/quantized.hpp"
 
 namespace rwkv::io {
@@ -34,6 +36,11 @@ struct load_options {
   // With huge_pages: lock the weights in memory (mlock) so that they are never swapped or reclaimed; loading fails
   // with a clear error when RLIMIT_MEMLOCK is too small.
   bool mlock = false;
+  // Called as tensors are read, with the bytes read so far and the file's total (for a progress bar); the last
+  // call has done == total.
+  std::function<void(std::int64_t done_bytes, std::int64_t total_bytes)> progress{};
+  // LoRA adapters (and the full tensors they carry) merged into the checkpoint, in order (io/adapter.hpp).
+  std::vector<adapter> adapters{};
 };
 
 class weight_reader {
@@ -42,10 +49,19 @@ class weight_reader {
                 load_options options = {})
       : path_(std::move(path)), owner_(std::move(owner)), options_(options) {
     if (options_.huge_pages) arena_ = std::make_shared<weight_arena>(page_size::huge, options_.mlock);
+    apply_adapters(tensors, owner_, options_.adapters, path_);
     for (auto& t : tensors) {
       auto name = t.name;
+      total_bytes_ += static_cast<std::int64_t>(t.nbytes);
       tensors_.emplace(std::move(name), std::move(t));
     }
+  }
+
+  // Every tensor of the file (for detect_version and other whole-file checks).
+  std::vector<tensor_view> views() const {
+    std::vector<tensor_view> out;
+    for (const auto& [k, v] : tensors_) out.push_back(v);
+    return out;
   }
 
   const std::string& path() const noexcept { return path_; }
@@ -156,6 +172,7 @@ class weight_reader {
   // Throws listing every tensor that no part of the model consumed.
   void finish() const {
     if (arena_) arena_->trim();
+    if (options_.progress) options_.progress(total_bytes_, total_bytes_);
     std::vector<std::string> extra;
     for (auto& [k, v] : tensors_)
       if (!used_.count(k)) extra.push_back(k);
@@ -201,7 +218,10 @@ class weight_reader {
     if (t.type != dtype::f32 && t.type != dtype::f16 && t.type != dtype::bf16 && !t.quantized)
       fail(std::string("unsupported dtype ") + dtype_name(t.type) + " for a weight (expected F32, F16 or BF16)", name);
     used_.insert(name);
-    consumed_.insert(name);
+    if (consumed_.insert(name).second && options_.progress) {
+      read_bytes_ += static_cast<std::int64_t>(t.nbytes);
+      options_.progress(std::min(read_bytes_, total_bytes_), total_bytes_);
+    }
     return t;
   }
 
@@ -238,6 +258,7 @@ class weight_reader {
   std::set<std::string> consumed_;  // read by the model
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> weight_shapes_;
   std::shared_ptr<const void> owner_;
+  std::int64_t total_bytes_ = 0, read_bytes_ = 0;
   load_options options_;
   std::shared_ptr<weight_arena> arena_;  // set with load_options::huge_pages
 };

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rwkv/backend/cpu.hpp"
@@ -21,6 +22,7 @@
 #include "rwkv/core/error.hpp"
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/core/workspace.hpp"
+#include "rwkv/detect.hpp"
 #include "rwkv/io/checkpoint.hpp"
 #include "rwkv/io/weight_reader.hpp"
 #include "rwkv/kernel/cpu/linear.hpp"
@@ -55,6 +57,7 @@ class LanguageModel {
 
   static LanguageModel from_reader(io::weight_reader& r) {
     LanguageModel m;
+    check_version(r);
     m.cfg_ = config_type::from(r);
     if constexpr (requires { Traits::check(m.cfg_, r); }) Traits::check(m.cfg_, r);
     const auto& c = m.cfg_;
@@ -259,6 +262,17 @@ class LanguageModel {
     } guard;
     ++depth;
     return f(ws);
+  }
+
+  // A built-in version's model given another version's checkpoint says so, instead of naming a missing tensor.
+  static void check_version(const io::weight_reader& r) {
+    const std::string_view want = version;
+    if (want.size() != 1 || want < "4" || want > "7" || !r.has("emb.weight")) return;  // composed models: any
+    const std::string found = version_name(detect_version(r.views(), r.path()));
+    if (found.substr(0, 1) == want) return;
+    throw error("this is an RWKV-" + found + " checkpoint, not RWKV-" + std::string(want) + ": load it with rwkv::v" +
+                    found.substr(0, 1) + "::Model or rwkv::any_model",
+                r.path());
   }
 
   // The version a state carries: the model's, plus the block type of each layer when layers differ in type (a

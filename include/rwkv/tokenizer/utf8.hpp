@@ -74,6 +74,44 @@ constexpr std::size_t incomplete_utf8_suffix(std::string_view s) noexcept {
   return 0;
 }
 
+// Appending `piece` to text whose unfinished last character is `tail` (the bytes incomplete_utf8_suffix leaves,
+// at most 3): -1 when the result stops being printable text (invalid UTF-8, or a control character other than
+// tab and newline: C0, DEL, C1), otherwise the number of bytes its last character still lacks (0: complete).
+// What generation_params::text_only samples by.
+constexpr int text_bytes_missing(std::string_view tail, std::string_view piece) noexcept {
+  char buf[4] = {};
+  if (tail.size() > 3) return -1;
+  std::size_t n = 0;
+  for (char c : tail) buf[n++] = c;
+  // The joined bytes without building a string: tail (<= 3 bytes) then piece.
+  auto at = [&](std::size_t i) { return static_cast<unsigned char>(i < n ? buf[i] : piece[i - n]); };
+  const std::size_t size = n + piece.size();
+  std::size_t i = 0;
+  while (i < size) {
+    const auto c = at(i);
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7F) return -1;
+      ++i;
+      continue;
+    }
+    const auto l = detail::utf8_lead_of(c);
+    if (l.length == 0) return -1;
+    for (std::size_t k = 1; k < static_cast<std::size_t>(l.length); ++k) {
+      if (i + k == size) return l.length - static_cast<int>(k);  // unfinished: a later piece may complete it
+      const auto d = at(i + k);
+      if (!(k == 1 ? (d >= l.lo && d <= l.hi) : (d >= 0x80 && d <= 0xBF))) return -1;
+    }
+    if (c == 0xC2 && at(i + 1) < 0xA0) return -1;  // U+0080..U+009F: C1 controls
+    i += static_cast<std::size_t>(l.length);
+  }
+  return 0;
+}
+
+// Whether appending `piece` keeps the text printable (its last character may stay unfinished).
+constexpr bool keeps_text(std::string_view tail, std::string_view piece) noexcept {
+  return text_bytes_missing(tail, piece) >= 0;
+}
+
 // The reference's text decoding: the bytes when they are valid UTF-8, otherwise a single U+FFFD for the whole
 // call (spec/tokenizer.md §1.3).
 inline std::string utf8_or_replacement(std::string bytes) {

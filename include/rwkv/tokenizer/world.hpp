@@ -5,6 +5,7 @@
 //   rwkv::world_tokenizer tok("data/tokenizer/rwkv_vocab_v20230424.txt");
 //   auto ids = tok.encode("Hello, world!");   // 33155, 45, 40213, 34
 //   std::string bytes = tok.decode(ids);       // lossless: the input bytes
+//   auto world = rwkv::world_tokenizer::bundled();  // the same vocabulary, found where rwkvpp installed it
 //
 // Documented choices:
 // * Ids run 0 .. vocab_size()-1. Id 0 (end of text / document separator, not in the file) decodes to no bytes;
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <span>
@@ -45,6 +47,32 @@ class world_tokenizer {
     world_tokenizer t;
     t.build(contents, std::move(name));
     return t;
+  }
+
+  // The World vocabulary that ships with rwkvpp: the file named by the environment variable RWKV_WORLD_VOCAB when
+  // it is set, else the one whose path the rwkv::rwkv CMake target compiles in (RWKV_WORLD_VOCAB_PATH: the source
+  // tree's data/tokenizer/ in a build tree or with add_subdirectory, share/rwkvpp/ of an installed package).
+  // Throws rwkv::error saying how to point at the file when neither names one.
+  static world_tokenizer bundled() { return world_tokenizer(bundled_path()); }
+
+  // The file bundled() reads (it need not exist: the constructor then says so).
+  static std::filesystem::path bundled_path() {
+    if (const char* env = std::getenv("RWKV_WORLD_VOCAB"); env && *env) return env;
+#ifdef RWKV_WORLD_VOCAB_PATH
+    const std::filesystem::path built_in = RWKV_WORLD_VOCAB_PATH;
+    if (std::filesystem::exists(built_in)) return built_in;
+    throw error(
+        "the World vocabulary (rwkv_vocab_v20230424.txt) is not where this program was built to find it: "
+        "set the environment variable RWKV_WORLD_VOCAB to its path (share/rwkvpp/ of an rwkvpp "
+        "installation, data/tokenizer/ of its sources), or pass the path to world_tokenizer(path)",
+        built_in.string());
+#else
+    throw error(
+        "no bundled World vocabulary is known to this program (it was not compiled against the rwkv::rwkv CMake "
+        "target, which defines RWKV_WORLD_VOCAB_PATH): set the environment variable RWKV_WORLD_VOCAB to the path "
+        "of rwkv_vocab_v20230424.txt (share/rwkvpp/ of an rwkvpp installation, data/tokenizer/ of its sources), "
+        "or pass the path to world_tokenizer(path)");
+#endif
   }
 
   // Number of token ids, id 0 included: 65530 for rwkv_vocab_v20230424 (World models have V = 65536 logits).

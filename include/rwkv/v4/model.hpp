@@ -44,7 +44,8 @@ struct model_traits {
   }
 };
 
-template <Precision P = f32, Backend B = cpu<>>
-using Model = LanguageModel<model_traits<P, B>>;
+// P and B are checked with a one-sentence error (rwkv::checked_precision, rwkv::checked_backend).
+template <class P = f32, class B = cpu<>>
+using Model = LanguageModel<model_traits<checked_precision<P>, checked_backend<B>>>;
 
 }  // namespace rwkv::v4

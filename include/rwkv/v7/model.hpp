@@ -30,7 +30,8 @@ struct model_traits {
   // The head size is checked by TimeMix (it is a template parameter there).
 };
 
-template <Precision P = f32, Backend B = cpu<>, int HeadSize = 64>
-using Model = LanguageModel<model_traits<P, B, HeadSize>>;
+// P and B are checked with a one-sentence error (rwkv::checked_precision, rwkv::checked_backend).
+template <class P = f32, class B = cpu<>, int HeadSize = 64>
+using Model = LanguageModel<model_traits<checked_precision<P>, checked_backend<B>, HeadSize>>;
 
 }  // namespace rwkv::v7
