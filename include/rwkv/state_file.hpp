@@ -120,10 +120,7 @@ State<L> load_initial_state(const std::filesystem::path& path, State<L> like) {
         ck.path);
   std::map<std::string, const tensor_view*> by_name;
   for (const auto& t : ck.tensors) {
-    std::string_view n = t.name;
-    for (std::string_view p : {"_orig_mod.", "module.", "model."})
-      if (n.starts_with(p)) n.remove_prefix(p.size());
-    by_name[std::string(n)] = &t;
+    by_name[std::string(io::without_wrapper_prefixes(t.name))] = &t;
   }
   std::size_t used = 0;
   for (std::size_t i = 0; i < like.layers.size(); ++i) {

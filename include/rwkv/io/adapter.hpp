@@ -35,13 +35,6 @@ struct adapter {
 
 namespace adapter_detail {
 
-// RWKV-PEFT saves without prefixes; checkpoints of other trainers may carry these.
-inline std::string_view strip_prefixes(std::string_view n) {
-  for (std::string_view p : {"_orig_mod.", "module.", "model."})
-    if (n.starts_with(p)) n.remove_prefix(p.size());
-  return n;
-}
-
 // "X.lora_A" or "X.lora_A.weight" -> X (and which factor), else nothing.
 inline bool lora_factor(std::string_view n, std::string& base, char& which) {
   for (std::string_view suffix : {".lora_A", ".lora_B", ".lora_A.weight", ".lora_B.weight"})
@@ -69,13 +62,6 @@ inline std::vector<std::int64_t> squeezed(const std::vector<std::int64_t>& s) {
   std::vector<std::int64_t> out(s.begin(), s.end());
   while (out.size() > 1 && out.front() == 1) out.erase(out.begin());
   return out;
-}
-
-inline std::string list(const std::vector<std::string>& names) {
-  std::string s;
-  for (std::size_t i = 0; i < names.size() && i < 8; ++i) s += (i ? ", " : "") + names[i];
-  if (names.size() > 8) s += ", ... (" + std::to_string(names.size()) + " in all)";
-  return s;
 }
 
 // Keeps the base checkpoint, the adapters' files and the merged matrices alive for as long as any view does.
@@ -109,7 +95,7 @@ inline void apply_adapters(std::vector<tensor_view>& tensors, std::shared_ptr<co
     std::vector<const tensor_view*> full;
     std::vector<std::string> unmatched, lone;
     for (const auto& t : file.tensors) {
-      const auto name = strip_prefixes(t.name);
+      const auto name = without_wrapper_prefixes(t.name);
       std::string base;
       char which = 0;
       if (lora_factor(name, base, which))
@@ -123,9 +109,10 @@ inline void apply_adapters(std::vector<tensor_view>& tensors, std::shared_ptr<co
       if (!p.A || !p.B) lone.push_back(base + (p.A ? ".lora_A without .lora_B" : ".lora_B without .lora_A"));
       if (!index.count(base + ".weight")) unmatched.push_back(base + ".lora_A/.lora_B (no " + base + ".weight)");
     }
-    if (!lone.empty()) throw error("incomplete LoRA pairs: " + list(lone), where);
+    if (!lone.empty()) throw error("incomplete LoRA pairs: " + name_list(lone), where);
     if (!unmatched.empty())
-      throw error("adapter tensors with no counterpart in the model " + model_path + ": " + list(unmatched), where);
+      throw error("adapter tensors with no counterpart in the model " + model_path + ": " + name_list(unmatched),
+                  where);
     if (!pairs.empty() && !(a.alpha > 0))
       throw error(
           "a LoRA adapter needs its lora_alpha (not stored in the file; RWKV-PEFT writes it to the run's "
@@ -133,7 +120,7 @@ inline void apply_adapters(std::vector<tensor_view>& tensors, std::shared_ptr<co
           where);
 
     for (const auto* t : full) {
-      auto& target = tensors[index.at(std::string(strip_prefixes(t->name)))];
+      auto& target = tensors[index.at(std::string(without_wrapper_prefixes(t->name)))];
       if (!is_float(*t) || t->numel() != target.numel())
         throw error("cannot replace the model's tensor (shape " + shape_string(target.shape) + ") with shape " +
                         shape_string(t->shape) + ", dtype " + dtype_name(t->type),

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rwkv/core/error.hpp"
@@ -32,6 +33,22 @@ inline const char* format_name(file_format f) {
       return "rwkv.cpp";
   }
   return "?";
+}
+
+// A tensor name as official checkpoints spell it: training wrappers prefix names (torch.compile `_orig_mod.`,
+// DistributedDataParallel `module.`, Lightning `model.`).
+inline std::string_view without_wrapper_prefixes(std::string_view name) {
+  for (std::string_view p : {"_orig_mod.", "module.", "model."})
+    if (name.starts_with(p)) name.remove_prefix(p.size());
+  return name;
+}
+
+// "a, b, c" for an error message: at most 8 names, then how many there are in all.
+inline std::string name_list(const std::vector<std::string>& names) {
+  std::string s;
+  for (std::size_t i = 0; i < names.size() && i < 8; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > 8) s += ", ... (" + std::to_string(names.size()) + " in all)";
+  return s;
 }
 
 struct checkpoint {

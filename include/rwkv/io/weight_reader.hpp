@@ -177,10 +177,7 @@ class weight_reader {
     for (auto& [k, v] : tensors_)
       if (!used_.count(k)) extra.push_back(k);
     if (extra.empty()) return;
-    std::string list;
-    for (std::size_t i = 0; i < extra.size() && i < 8; ++i) list += (i ? ", " : "") + extra[i];
-    if (extra.size() > 8) list += ", ... (" + std::to_string(extra.size()) + " in all)";
-    throw error("unexpected tensors for this model: " + list, path_, extra.front());
+    throw error("unexpected tensors for this model: " + name_list(extra), path_, extra.front());
   }
 
   [[noreturn]] void fail(const std::string& problem, const std::string& tensor = {}) const {
