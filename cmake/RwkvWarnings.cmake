@@ -2,8 +2,9 @@
 # user has; a user selects this ISA by linking rwkv::native). RWKV_HAVE_MARCH_NATIVE comes from CMakeLists.txt.
 function(rwkv_native target)
   if(RWKV_NATIVE AND RWKV_HAVE_MARCH_NATIVE)
-    # GCC 12 reports false maybe-uninitialized warnings inside its own AVX-512 intrinsic headers.
-    target_compile_options(${target} PRIVATE -march=native -Wno-maybe-uninitialized)
+    # GCC 12 reports false maybe-uninitialized warnings inside its own AVX-512 intrinsic headers (clang has no
+    # such option and rejects it under -Werror).
+    target_compile_options(${target} PRIVATE -march=native $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
   endif()
 endfunction()
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-45}
 RWKV_WITH_FUZZ=1 scripts/install-deps.sh
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DRWKV_BUILD_FUZZERS=ON -DRWKV_BUILD_TESTS=OFF -DRWKV_BUILD_TOOLS=OFF -DRWKV_BUILD_EXAMPLES=OFF >/dev/null
+  -DRWKV_BUILD_FUZZERS=ON -DRWKV_BUILD_ANY_MODEL=OFF -DRWKV_BUILD_TESTS=OFF -DRWKV_BUILD_TOOLS=OFF -DRWKV_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-fuzz -j "$(nproc)"
 
 seed() {  # target, fixture files...
