@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RWKV_WITH_ARM=1 scripts/install-deps.sh
 
+# The packed fixtures (cmake/RwkvTestData.cmake does this at configure time).
+[ -e tests/data/.packed-unpacked ] || (cd tests/data && cmake -E tar xf packed.tar.xz && cmake -E touch .packed-unpacked)
+
 out=build-arm
 mkdir -p "$out"
 tests=(kernel/wkv_chunked_test v7/golden_test v6/golden_test v5/golden_test v4/golden_test)
