@@ -217,7 +217,7 @@ rwkv::any_model load_model(const args& a, const std::string& path, const char* m
 }
 
 int cmd_info(int argc, char** argv) {
-  args a(argc, argv, {});
+  args a(argc, argv, {"--precision", "--memory"});
   if (a.positional.size() != 1) throw usage_error("info takes exactly one MODEL");
   const auto m = load_model(a, a.positional[0], "mapped");
   const auto& i = m.info();
@@ -229,6 +229,8 @@ int cmd_info(int argc, char** argv) {
             << "vocab: " << i.vocab << "\n"
             << "dim_ffn: " << i.dim_ffn << "\n"
             << "parameters: " << i.parameters << "\n"
+            << "state_bytes: " << i.state_bytes << "\n"
+            << "state_bytes_per_token: " << i.state_bytes_per_token << "\n"
             << "dtype: " << i.file_dtype << "\n"
             << "format: " << i.format << "\n";
   return 0;
@@ -555,34 +557,31 @@ int cmd_make_random(int argc, char** argv) {
   spec.seed = parse_number<std::uint64_t>(a.get("--seed").value_or("0"), "--seed");
   const auto dtype = a.get("--dtype").value_or("f32");
   if (dtype != "f32" && dtype != "bf16" && dtype != "f16") throw usage_error("--dtype must be f32, bf16 or f16");
-  if (spec.version != "4" && spec.version != "5.2" && spec.version != "6" && spec.version != "7")
-    throw usage_error("--version must be 4, 5.2, 6 or 7");
+  const std::string& v = spec.version;
+  if (v != "4" && v != "5.2" && v != "6" && v != "7" && v != "7a" && v != "7b")
+    throw usage_error("--version must be 4, 5.2, 6, 7, 7a or 7b");
   if (spec.n_layer < 1 || spec.n_embd < 1 || spec.vocab < 1)
     throw usage_error("--layers, --embd and --vocab must be positive");
   if (spec.version != "4") {
     const auto n = spec.head_size;
-    if (n != 8 && n != 32 && n != 64 && n != 128)
-      throw usage_error("--head-size " + std::to_string(n) + " is not one rwkv-cli runs (8, 32, 64 or 128)");
+    const bool variant = v == "7a" || v == "7b";
+    if (variant ? n != 64 : (n != 8 && n != 32 && n != 64 && n != 128))
+      throw usage_error("--head-size " + std::to_string(n) + " is not one rwkv-cli runs (" +
+                        (variant ? "64 for RWKV-7a/7b" : "8, 32, 64 or 128") + ")");
     if (spec.n_embd % n != 0)
       throw usage_error("--embd " + std::to_string(spec.n_embd) + " is not a multiple of the head size " +
                         std::to_string(n) + (a.get("--head-size") ? "" : " (the default; set it with --head-size)"));
   }
-  progress generating("generating", a.has("--quiet"));
-  auto layers = [&](std::int64_t d, std::int64_t t) { generating(d, t); };
-  std::vector<rwkv::io::tensor_to_write> tensors;
-  if (dtype == "f32")
-    tensors = rwkv::random_checkpoint<float>(spec, layers);
-  else if (dtype == "bf16")
-    tensors = rwkv::random_checkpoint<rwkv::bf16>(spec, layers);
-  else
-    tensors = rwkv::random_checkpoint<rwkv::f16>(spec, layers);
+  // One tensor at a time: a 0.1B RWKV-7b is 1.8G values, mostly token tables.
   progress writing("writing " + *out, a.has("--quiet"));
-  rwkv::io::save_safetensors(*out, tensors,
-                             {{"format", "pt"},
-                              {"rwkv_version", spec.version},
-                              {"generator", "rwkv-cli make-random"},
-                              {"seed", std::to_string(spec.seed)}},
-                             std::ref(writing));
+  const std::map<std::string, std::string> metadata{{"generator", "rwkv-cli make-random"},
+                                                    {"seed", std::to_string(spec.seed)}};
+  if (dtype == "f32")
+    rwkv::save_random_checkpoint<float>(*out, spec, metadata, std::ref(writing));
+  else if (dtype == "bf16")
+    rwkv::save_random_checkpoint<rwkv::bf16>(*out, spec, metadata, std::ref(writing));
+  else
+    rwkv::save_random_checkpoint<rwkv::f16>(*out, spec, metadata, std::ref(writing));
   return 0;
 }
 
@@ -844,8 +843,10 @@ int cmd_detokenize(int argc, char** argv) {
 const std::vector<command>& commands() {
   static const std::vector<command> list = {
       {"info", cmd_info,
-       "usage: rwkv-cli info MODEL\n\nPrints version, n_layer, n_embd, head_size, n_head, vocab, dim_ffn, parameters, "
-       "dtype and format.\n"},
+       "usage: rwkv-cli info MODEL [--precision P] [--memory M]\n\nLoads the model and prints version, n_layer, "
+       "n_embd, "
+       "head_size, n_head, vocab, dim_ffn, parameters,\nstate_bytes, state_bytes_per_token (what a state grows by per "
+       "token: RWKV-7b's cache), dtype and format.\n"},
       {"generate", cmd_generate,
        std::string(
            "usage: rwkv-cli generate [MODEL] [--prompt TEXT] [SAMPLING] [--precision P] [--memory M] [--threads N] "
@@ -899,12 +900,13 @@ const std::vector<command>& commands() {
        "q8: int8 blocks of 32 with a float16 scale; q4: 4-bit blocks of 32 with a float16 scale and minimum. The file\n"
        "loads without quantizing again and gives the logits of MODEL loaded with --precision q8|q4.\n"},
       {"make-random", cmd_make_random,
-       "usage: rwkv-cli make-random --out PATH [--version 4|5.2|6|7 (7)] [--layers L (12)] [--embd C (768)]\n"
+       "usage: rwkv-cli make-random --out PATH [--version 4|5.2|6|7|7a|7b (7)] [--layers L (12)] [--embd C (768)]\n"
        "                            [--vocab V (65536)] [--head-size N (64)] [--dtype f32|bf16|f16 (f32)] [--seed S "
        "(0)]\n"
        "                            [--quiet]\n\n"
        "A random checkpoint with official names and shapes (not trained weights), for benchmarks and tests. The\n"
-       "head size must be 8, 32, 64 or 128 and divide --embd (RWKV-4 has no heads).\n"},
+       "head size must be 8, 32, 64 or 128 (64 for 7a/7b) and divide --embd (RWKV-4 has no heads). Written one\n"
+       "tensor at a time: a 0.1B RWKV-7b holds 1.8G values (3.6 GB in bf16), mostly its token tables.\n"},
       {"tokenize", cmd_tokenize,
        "usage: rwkv-cli tokenize [--text TEXT | --file F | --file - ] [--format ids|pieces|json] [--vocab PATH]\n\n"
        "World-tokenizer ids of the text (stdin when neither --text nor --file is given). ids: comma-separated;\n"

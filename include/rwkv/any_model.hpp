@@ -24,6 +24,8 @@
 #include "rwkv/v5.hpp"
 #include "rwkv/v6.hpp"
 #include "rwkv/v7.hpp"
+#include "rwkv/v7a.hpp"
+#include "rwkv/v7b.hpp"
 
 namespace rwkv {
 
@@ -48,8 +50,11 @@ inline storage_choice parse_storage(const std::string& s) {
 }
 
 struct model_info {
-  std::string version;  // "4", "5.0", "5.1", "5.2", "6", "7"
+  std::string version;  // "4", "5.0", "5.1", "5.2", "6", "7", "7a", "7b"
   std::int64_t n_layer = 0, n_embd = 0, n_head = 0, head_size = 0, vocab = 0, dim_ffn = 0, parameters = 0;
+  // Memory of one state: a fresh one (float32 throughout), and what it grows by per token fed (RWKV-7b's key/value
+  // cache; 0 for every constant-size state).
+  std::int64_t state_bytes = 0, state_bytes_per_token = 0;
   std::string file_dtype;  // what the file stores, e.g. "F32" or "BF16"
   std::string format;      // "safetensors", "pth", "rwkv.cpp"
   // Elements held in the chosen storage type (the weight matrices, embedding and head included); the other
@@ -263,6 +268,12 @@ class any_model {
       info_.head_size = c.head_size;
     }
     info_.parameters = model.parameter_count();
+    for (const auto& layer : model.make_state().layers)
+      layer.visit([&](const std::string&, const std::vector<float>& v) {
+        info_.state_bytes += static_cast<std::int64_t>(v.size() * sizeof(float));
+      });
+    if constexpr (requires { model.blocks().front().branch().cache_bytes_per_token(); })
+      for (const auto& b : model.blocks()) info_.state_bytes_per_token += b.branch().cache_bytes_per_token();
     impl_ = std::make_shared<model_t<M>>(std::move(model));
   }
 
@@ -326,6 +337,20 @@ void any_model::build(arch_version v, io::weight_reader& r) {
     case arch_version::v7:
       build_with_head_size<v7_model, P>(r, v7::Config::from(r).head_size, "blocks.0.att.r_k");
       return;
+    case arch_version::v7a:
+    case arch_version::v7b: {
+      // The released variants use head size 64 only, which keeps the instantiations in check.
+      const auto head_size = v7::Config::from(r).head_size;
+      if (head_size != 64)
+        r.fail("head size " + std::to_string(head_size) + " is not supported for RWKV-" + version_name(v) +
+                   " (64 is, as in every released model)",
+               "blocks.0.att.r_k");
+      if (v == arch_version::v7a)
+        adopt(v7a::Model<P>::from_reader(r));
+      else
+        adopt(v7b::Model<P>::from_reader(r));
+      return;
+    }
   }
 }
 

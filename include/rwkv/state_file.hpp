@@ -70,11 +70,12 @@ State<L> load_state(const io::safetensors_file& file, State<L> like) {
                 p);
   std::size_t expected = 0;
   for (std::size_t i = 0; i < like.layers.size(); ++i)
-    like.layers[i].visit([&](const std::string& name, std::vector<float>& v) {
+    like.layers[i].visit([&](const std::string& name, auto& v) {
       const std::string tensor = "blocks." + std::to_string(i) + "." + name;
       const auto* t = file.find(tensor);
       if (!t) throw error("missing tensor in state file", p, tensor);
       if (t->type != dtype::f32) throw error(std::string("dtype ") + dtype_name(t->type) + ", expected F32", p, tensor);
+      if constexpr (is_growing_tensor<decltype(v)>) v.resize(static_cast<std::size_t>(t->numel()));
       if (t->numel() != static_cast<std::int64_t>(v.size()))
         throw error("has " + std::to_string(t->numel()) + " values, the model's state needs " +
                         std::to_string(v.size()) + " (state of a different model shape)",
@@ -112,10 +113,12 @@ State<L> load_initial_state(const std::filesystem::path& path, State<L> like) {
       throw error("this is a model checkpoint, not a state file or a state-tuning file (att.time_state tensors)",
                   ck.path);
   const std::string version = like.version();
-  const bool v7 = version == "7", v5_or_6 = version.starts_with("5") || version == "6";
+  const bool v7 = version == "7" || version == "7a" || version == "7b",
+             v5_or_6 = version.starts_with("5") || version == "6";
   if (!v7 && !v5_or_6)
     throw error(
-        "a state-tuning file (att.time_state tensors) gives the WKV state of RWKV-5, 6 or 7; this model is RWKV-" +
+        "a state-tuning file (att.time_state tensors) gives the WKV state of RWKV-5, 6 or 7 (7a, 7b); this model is "
+        "RWKV-" +
             version,
         ck.path);
   std::map<std::string, const tensor_view*> by_name;

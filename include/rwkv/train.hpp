@@ -21,6 +21,7 @@
 #include "rwkv/train/v5.hpp"
 #include "rwkv/train/v6.hpp"
 #include "rwkv/train/v7.hpp"
+#include "rwkv/train/v7a.hpp"
 #include "rwkv/train/wkv7.hpp"
 
 namespace rwkv::train {
@@ -47,6 +48,12 @@ decltype(auto) with_network(const io::checkpoint& ck, F&& f) {
       auto net = network<v7::layer>::from(ck);
       return std::forward<F>(f)(net);
     }
+    case arch_version::v7a: {
+      auto net = network<v7a::layer>::from(ck);
+      return std::forward<F>(f)(net);
+    }
+    case arch_version::v7b:
+      throw error("training RWKV-7b is not supported yet (inference is: rwkv::v7b::Model, rwkv::any_model)", ck.path);
   }
   throw error("unknown RWKV version", ck.path);
 }

@@ -14,6 +14,7 @@
 #include <rwkv/quantize.hpp>
 #include <rwkv/state_file.hpp>
 #include <rwkv/v7.hpp>
+#include <rwkv/v7a.hpp>
 
 #include "../support/golden.hpp"
 
@@ -54,21 +55,7 @@ fs::path write_bytes(const std::string& name, const std::vector<std::byte>& byte
   return p;
 }
 
-// Runs f, which must throw rwkv::error whose message contains every fragment and whose file/tensor match.
-void expect_error(const std::function<void()>& f, std::vector<std::string> fragments, const std::string& file,
-                  const std::string& tensor = {}) {
-  try {
-    f();
-    BOOST_ERROR("no error; expected: " << fragments.front());
-  } catch (const rwkv::error& e) {
-    const std::string msg = e.what();
-    for (const auto& frag : fragments)
-      BOOST_CHECK_MESSAGE(msg.find(frag) != std::string::npos, "'" << frag << "' not in: " << msg);
-    if (!file.empty())
-      BOOST_CHECK_MESSAGE(e.file().find(file) != std::string::npos, "file '" << e.file() << "' in: " << msg);
-    BOOST_CHECK_EQUAL(e.tensor(), tensor);
-  }
-}
+using rwkv::test::expect_error;
 
 }  // namespace
 
@@ -259,4 +246,48 @@ BOOST_AUTO_TEST_CASE(any_state_through_save_state_and_load_state) {
   const auto v6 = any_model::load(test::data_path("v6-dev.model.safetensors"));
   expect_error([&] { load_state(p, v6.make_state()); }, {"state file is for RWKV-7"}, p.string());
   fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(rwkv7_variant_given_to_another_variants_type) {
+  const auto p = test::data_path("v7b-dev.model.safetensors");
+  expect_error([&] { v7a::Model<f32>::load(p); },
+               {"this is an RWKV-7b checkpoint, not RWKV-7a: load it with rwkv::v7b::Model or rwkv::any_model"}, p);
+  BOOST_TEST(any_model::load(p).info().version == "7b");
+}
+
+BOOST_AUTO_TEST_CASE(unsupported_rwkv7a_width) {
+  const auto f = io::safetensors_file::open(test::data_path("v7a-dev.model.safetensors"));
+  std::vector<io::tensor_to_write> ts;
+  for (const auto& t : f.tensors()) ts.push_back({t.name, t.type, t.shape, {t.data, t.data + t.nbytes}});
+  auto resize = [&](const std::string& name, std::vector<std::int64_t> shape) {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    find(ts, name) = io::tensor_to_write::from<float>(name, shape, std::vector<float>(static_cast<std::size_t>(n)));
+  };
+  for (const char* layer : {"0", "1"}) {
+    const std::string pre = std::string("blocks.") + layer + ".ffn.";
+    resize(pre + "s1", {128, 16});
+    resize(pre + "s2", {16, 512});
+    resize(pre + "s_emb.weight", {256, 256});
+    resize(pre + "s_emb_x.weight", {256, 128});
+  }
+  const auto p = write("rank16.safetensors", ts);
+  expect_error([&] { any_model::load(p); }, {"DeepEmbed rank 16 is not supported"}, p.string(), "blocks.0.ffn.s1");
+  fs::remove(p);
+}
+
+BOOST_AUTO_TEST_CASE(rwkv7b_cache_full) {
+  const auto p = test::data_path("v7b-dev.model.safetensors");
+  io::load_options options;
+  options.max_cached_tokens = 20;
+  const auto m = any_model::load(p, storage_choice::f32, options);
+  auto s = m.make_state();
+  const std::vector<std::int32_t> tokens(20, 7);
+  m.prefill(tokens, s);
+  const auto before = s;
+  expect_error([&] { m.step(7, s); },
+               {"the state's key/value cache holds 20 tokens; 1 more would exceed the cap of 20 "
+                "(load_options::max_cached_tokens)"},
+               "");
+  BOOST_TEST((s == before));
 }

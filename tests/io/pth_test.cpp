@@ -5,10 +5,13 @@
 #define BOOST_TEST_MODULE pth
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -25,6 +28,8 @@
 #include <rwkv/io/pth.hpp>
 #include <rwkv/io/safetensors.hpp>
 #include <rwkv/v7.hpp>
+#include <rwkv/v7a.hpp>
+#include <rwkv/v7b.hpp>
 
 #include "../support/golden.hpp"
 
@@ -398,6 +403,58 @@ BOOST_AUTO_TEST_CASE(v7_dev_bf16_pth_golden_logits) {
 BOOST_AUTO_TEST_CASE(v7_dev_bf16_pth_bf16_storage_golden_logits) {
   check_step_golden<v7::Model<bf16_weights>>("v7-dev.model.bf16.pth", "v7-dev.model.bf16.safetensors", "v7-dev",
                                              "logits_bf16w");
+}
+
+// The RWKV-7 variants' golden data comes as safetensors only: their .pth twins are written here the way torch.save
+// writes a state dict (one F32 storage per tensor, contiguous strides), and must give the golden step logits and
+// exactly the logits of the safetensors file.
+namespace {
+
+std::vector<std::int64_t> contiguous_strides(const std::vector<std::int64_t>& shape) {
+  std::vector<std::int64_t> stride(shape.size(), 1);
+  for (std::size_t i = shape.size(); i-- > 1;) stride[i - 1] = stride[i] * shape[i];
+  return stride;
+}
+
+template <class M>
+void check_variant_pth(const std::string& name) {
+  const auto st = io::safetensors_file::open(data_path(name + ".model.safetensors"));
+  std::vector<tensor_spec> specs;
+  std::map<std::string, bytes> storages;
+  for (const auto& t : st.tensors()) {
+    BOOST_REQUIRE(t.type == dtype::f32);
+    const std::string key = std::to_string(specs.size());
+    specs.push_back({t.name, "FloatStorage", key, t.numel(), 0, t.shape, contiguous_strides(t.shape)});
+    storages[key] = bytes(t.data, t.data + t.nbytes);
+  }
+  const auto file = make_pth(state_dict_pickle(specs, /*ordered_dict*/ true), storages).file;
+  const auto path = std::filesystem::temp_directory_path() / (name + "_" + std::to_string(::getpid()) + ".pth");
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(file.data()), std::streamsize(file.size()));
+  BOOST_TEST((io::open_checkpoint(path).format == io::file_format::pth));
+
+  const auto golden = io::safetensors_file::open(data_path(name + ".golden.safetensors"));
+  const auto tokens = rwkv::test::ints(golden.at("tokens"));
+  const auto want = rwkv::test::floats(golden.at("logits"));
+  const auto from_pth = M::load(path);
+  std::filesystem::remove(path);
+  const auto twin = M::load(data_path(name + ".model.safetensors"));
+  const auto V = static_cast<std::size_t>(twin.cfg().vocab);
+  auto s = from_pth.make_state(), s2 = twin.make_state();
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    const auto got = from_pth.step(tokens[t], s);
+    rwkv::test::check_close(
+        got, std::vector<float>(want.begin() + std::ptrdiff_t(t * V), want.begin() + std::ptrdiff_t((t + 1) * V)),
+        rwkv::test::logits_tol, name + " .pth step " + std::to_string(t));
+    const auto same = twin.step(tokens[t], s2);
+    BOOST_TEST(std::memcmp(got.data(), same.data(), got.size() * sizeof(float)) == 0);
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(v7a_and_v7b_pth_golden_logits) {
+  check_variant_pth<v7a::Model<f32>>("v7a-dev");
+  check_variant_pth<v7b::Model<f32>>("v7b-dev");
 }
 
 // ---- crafted valid archives -----------------------------------------------------------------------------------

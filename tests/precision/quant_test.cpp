@@ -324,26 +324,8 @@ std::vector<std::int32_t> english_bytes() {
   return {s.begin(), s.end()};
 }
 
-std::vector<double> log_softmax(const float* logits, Eigen::Index V) {
-  double mx = -INFINITY;
-  for (Eigen::Index i = 0; i < V; ++i) mx = std::max(mx, double(logits[i]));
-  double s = 0;
-  for (Eigen::Index i = 0; i < V; ++i) s += std::exp(double(logits[i]) - mx);
-  const double lse = mx + std::log(s);
-  std::vector<double> out(static_cast<std::size_t>(V));
-  for (Eigen::Index i = 0; i < V; ++i) out[static_cast<std::size_t>(i)] = double(logits[i]) - lse;
-  return out;
-}
-
-// KL(p‖q) of the next-token distributions, averaged over the rows.
-double mean_kl(const row_matrix& p, const row_matrix& q) {
-  double total = 0;
-  for (Eigen::Index t = 0; t < p.rows(); ++t) {
-    const auto lp = log_softmax(p.row(t).data(), p.cols()), lq = log_softmax(q.row(t).data(), q.cols());
-    for (std::size_t i = 0; i < lp.size(); ++i) total += std::exp(lp[i]) * (lp[i] - lq[i]);
-  }
-  return total / double(p.rows());
-}
+using rwkv::test::log_softmax;
+using rwkv::test::mean_kl;
 
 // exp(mean negative log-likelihood of text[t+1] given logits row t).
 double perplexity(const row_matrix& logits, const std::vector<std::int32_t>& text) {

@@ -8,12 +8,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
 #include <boost/test/unit_test.hpp>
 
+#include "rwkv/core/error.hpp"
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/io/safetensors.hpp"
 
@@ -101,6 +104,65 @@ void check_close(const Got& got, const std::vector<float>& want, tolerance tol, 
   }
   BOOST_CHECK_MESSAGE(ok, what << ": element " << worst_i << " got " << got[static_cast<decltype(got.size())>(worst_i)]
                                << " want " << want[worst_i] << " (exceeds tolerance by " << worst << ")");
+}
+
+// One golden case of tests/data: its tokens, vocabulary size and reference tensors.
+struct golden_case {
+  std::string name;
+  io::safetensors_file golden;
+  std::vector<std::int32_t> tokens;
+  std::int64_t V;
+
+  explicit golden_case(const std::string& n)
+      : name(n), golden(io::safetensors_file::open(data_path(n + ".golden.safetensors"))) {
+    tokens = ints(golden.at("tokens"));
+    V = golden.at("logits").shape[1];
+  }
+  // Row t (V values) of a T x V tensor.
+  std::vector<float> row(const std::string& tensor, std::size_t t) const {
+    auto all = floats(golden.at(tensor));
+    return {all.begin() + static_cast<std::ptrdiff_t>(t * V), all.begin() + static_cast<std::ptrdiff_t>((t + 1) * V)};
+  }
+  std::vector<float> state(std::size_t i) const { return floats(golden.at("state." + std::to_string(i))); }
+};
+
+// Runs f, which must throw rwkv::error whose message contains every fragment, naming `file` (when not empty) and
+// exactly `tensor` (empty: none).
+inline void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments,
+                         const std::string& file = {}, const std::string& tensor = {}) {
+  try {
+    f();
+    BOOST_ERROR("no error; expected: " << fragments.front());
+  } catch (const rwkv::error& e) {
+    const std::string msg = e.what();
+    for (const auto& frag : fragments)
+      BOOST_CHECK_MESSAGE(msg.find(frag) != std::string::npos, "'" << frag << "' not in: " << msg);
+    if (!file.empty())
+      BOOST_CHECK_MESSAGE(e.file().find(file) != std::string::npos, "file '" << e.file() << "' in: " << msg);
+    BOOST_CHECK_EQUAL(e.tensor(), tensor);
+  }
+}
+
+// log softmax of one row of logits, in double.
+inline std::vector<double> log_softmax(const float* logits, Eigen::Index V) {
+  double mx = -INFINITY;
+  for (Eigen::Index i = 0; i < V; ++i) mx = std::max(mx, double(logits[i]));
+  double s = 0;
+  for (Eigen::Index i = 0; i < V; ++i) s += std::exp(double(logits[i]) - mx);
+  const double lse = mx + std::log(s);
+  std::vector<double> out(static_cast<std::size_t>(V));
+  for (Eigen::Index i = 0; i < V; ++i) out[static_cast<std::size_t>(i)] = double(logits[i]) - lse;
+  return out;
+}
+
+// KL(p‖q) of the next-token distributions, averaged over the rows.
+inline double mean_kl(const row_matrix& p, const row_matrix& q) {
+  double total = 0;
+  for (Eigen::Index t = 0; t < p.rows(); ++t) {
+    const auto lp = log_softmax(p.row(t).data(), p.cols()), lq = log_softmax(q.row(t).data(), q.cols());
+    for (std::size_t i = 0; i < lp.size(); ++i) total += std::exp(lp[i]) * (lp[i] - lq[i]);
+  }
+  return total / double(p.rows());
 }
 
 }  // namespace rwkv::test

@@ -49,23 +49,7 @@ void check(const Got& got, const std::vector<float>& want, rwkv::test::tolerance
   rwkv::test::check_close(got, want, tol, what);
 }
 
-struct golden_case {
-  std::string name;
-  io::safetensors_file golden;
-  std::vector<std::int32_t> tokens;
-  std::int64_t V;
-
-  explicit golden_case(const std::string& n)
-      : name(n), golden(io::safetensors_file::open(data_path(n + ".golden.safetensors"))) {
-    tokens = rwkv::test::ints(golden.at("tokens"));
-    V = golden.at("logits").shape[1];
-  }
-  std::vector<float> row(const std::string& tensor, std::size_t t) const {
-    auto all = floats(golden.at(tensor));
-    return {all.begin() + static_cast<std::ptrdiff_t>(t * V), all.begin() + static_cast<std::ptrdiff_t>((t + 1) * V)};
-  }
-  std::vector<float> state(std::size_t i) const { return floats(golden.at("state." + std::to_string(i))); }
-};
+using rwkv::test::golden_case;
 
 template <class M>
 void check_step(const M& model, const golden_case& g, const std::string& tensor, const std::string& label) {

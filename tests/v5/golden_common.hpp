@@ -25,22 +25,7 @@ namespace rwkv::test::v56 {
 
 using namespace rwkv;
 
-struct golden_case {
-  std::string name;
-  io::safetensors_file golden;
-  std::vector<std::int32_t> tokens;
-  std::int64_t V;
-
-  explicit golden_case(const std::string& n)
-      : name(n), golden(io::safetensors_file::open(data_path(n + ".golden.safetensors"))) {
-    tokens = rwkv::test::ints(golden.at("tokens"));
-    V = golden.at("logits").shape[1];
-  }
-  std::vector<float> row(const std::string& tensor, std::size_t t) const {
-    auto all = floats(golden.at(tensor));
-    return {all.begin() + static_cast<std::ptrdiff_t>(t * V), all.begin() + static_cast<std::ptrdiff_t>((t + 1) * V)};
-  }
-};
+using rwkv::test::golden_case;
 
 // Largest |got - want| (reported in the log so that the margin to the tolerance is visible).
 template <class Got>

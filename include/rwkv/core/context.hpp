@@ -2,13 +2,16 @@
 // Per-forward context: how the call runs (thread pool, WKV form), where its scratch memory comes from (a
 // workspace kept between calls), and values that flow across layers within one forward call but are not
 // recurrent state. RWKV-7's value residual v_first (the first RWKV-7 layer's values, read by every later layer)
-// is the built-in entry; user mixers may add their own named entries.
+// is the built-in entry; user mixers may add their own named entries. The model also puts its inputs here: the
+// token of each row and its embedding (ln0 output), which token-indexed blocks read (RWKV-7a/7b's DeepEmbed).
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 
+#include "rwkv/core/inplace_function.hpp"
 #include "rwkv/core/tensor.hpp"
 #include "rwkv/core/thread_pool.hpp"
 #include "rwkv/core/workspace.hpp"
@@ -60,10 +63,26 @@ class context {
   // Row b of v_first, writable (for batches assembled row by row).
   auto v_first_row(Eigen::Index b) { return ws().persistent(workspace::slot::v_first).row(b); }
 
+  // The model's input: the token of each row of the call, and its embedding ln0(emb[token]) (T x C), which is the
+  // residual stream entering the first block. Set by the language model (or a caller running blocks itself).
+  std::span<const std::int32_t> tokens() const noexcept { return tokens_; }
+  // Embeds any tokens (out: one ln0(emb[token]) row each), for blocks that need the embeddings of tokens of
+  // earlier calls (RWKV-7b rebuilding its key/value cache from a state read from a file).
+  inplace_function<void(std::span<const std::int32_t>, row_matrix&), 16> embed_tokens;
+  bool has_inputs() const noexcept { return has_inputs_; }
+  const row_matrix& embedded() { return ws().persistent(workspace::slot::embedded); }
+  void set_inputs(std::span<const std::int32_t> tokens, const Eigen::Ref<const row_matrix>& embedded) {
+    tokens_ = tokens;
+    ws().persistent(workspace::slot::embedded) = embedded;
+    has_inputs_ = true;
+  }
+
  private:
   workspace* ws_ = nullptr;
   std::unique_ptr<workspace> own_;
   bool has_v_first_ = false;
+  std::span<const std::int32_t> tokens_;
+  bool has_inputs_ = false;
 };
 
 }  // namespace rwkv

@@ -59,7 +59,7 @@ class workspace {
   };
 
   // Matrices that live across the layers of one call (and keep their memory between calls).
-  enum class slot { v_first, residual, logits, count };
+  enum class slot { v_first, residual, logits, embedded, count };
   row_matrix& persistent(slot s) noexcept { return persistent_[static_cast<std::size_t>(s)]; }
 
   // Bytes held (for the thread-local default workspace's trimming, and for reports).

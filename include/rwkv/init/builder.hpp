@@ -72,6 +72,10 @@ class builder {
   }
   // A tensor the official code sets to zero; under style::exercised, N(0, (0.1/√cols)²) instead (a LoRA factor
   // at zero would hide the path behind it).
+  void normal(const std::string& name, std::vector<std::int64_t> shape, double mean, double stddev) {
+    std::normal_distribution<double> n(mean, stddev);
+    fill(name, std::move(shape), [&](std::int64_t) { return n(rng_); });
+  }
   void zeros(const std::string& name, std::vector<std::int64_t> shape) {
     if (!exercised()) return constant(name, std::move(shape), 0.0);
     std::normal_distribution<double> n(0.0, 0.1 / std::sqrt(static_cast<double>(shape.back())));

@@ -214,23 +214,38 @@ struct tensor_to_write {
   }
 };
 
+// A tensor written from a callback (save_safetensors fills one at a time, in order): for files larger than memory.
+struct tensor_source {
+  std::string name;
+  dtype type = dtype::f32;
+  std::vector<std::int64_t> shape;
+  std::function<void(std::span<std::byte>)> fill;  // writes exactly the tensor's bytes
+
+  std::size_t bytes() const {
+    std::size_t n = dtype_size(type);
+    for (auto d : shape) n *= static_cast<std::size_t>(d);
+    return n;
+  }
+};
+
 namespace detail {
 
 // The 8-byte header length and the JSON header (padded with spaces to a multiple of 8) of a safetensors file
-// holding `tensors` in the given order.
-inline std::string safetensors_prefix(const std::vector<tensor_to_write>& tensors,
-                                      const std::map<std::string, std::string>& metadata) {
+// holding tensors of these names, dtypes, shapes and byte counts, in this order.
+template <class Tensors, class Bytes>
+std::string safetensors_prefix(const Tensors& tensors, const std::map<std::string, std::string>& metadata,
+                               Bytes bytes_of) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
   for (const auto& t : tensors) {
     std::int64_t numel = 1;
     for (auto d : t.shape) numel *= d;
-    if (static_cast<std::size_t>(numel) * dtype_size(t.type) != t.bytes.size())
+    const std::size_t bytes = bytes_of(t);
+    if (static_cast<std::size_t>(numel) * dtype_size(t.type) != bytes)
       throw error("byte count does not match shape " + shape_string(t.shape), {}, t.name);
-    header[t.name] = {
-        {"dtype", dtype_name(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
+    header[t.name] = {{"dtype", dtype_name(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
   }
   std::string json = header.dump();
   while ((8 + json.size()) % 8 != 0) json.push_back(' ');
@@ -238,6 +253,11 @@ inline std::string safetensors_prefix(const std::vector<tensor_to_write>& tensor
   const std::uint64_t n = json.size();
   for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xFF);
   return out + json;
+}
+
+inline std::string safetensors_prefix(const std::vector<tensor_to_write>& tensors,
+                                      const std::map<std::string, std::string>& metadata) {
+  return safetensors_prefix(tensors, metadata, [](const tensor_to_write& t) { return t.bytes.size(); });
 }
 
 }  // namespace detail
@@ -273,6 +293,30 @@ inline void save_safetensors(const std::filesystem::path& path, const std::vecto
     out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
     done += static_cast<std::int64_t>(t.bytes.size());
     if (progress) progress(done, total);
+  }
+  out.flush();
+  if (!out) throw error(std::string("write failed: ") + std::strerror(errno), path.string());
+}
+
+// Writes tensors produced by their callbacks, one at a time (memory: the largest tensor). `progress` as above.
+inline void save_safetensors(const std::filesystem::path& path, const std::vector<tensor_source>& tensors,
+                             const std::map<std::string, std::string>& metadata = {},
+                             const std::function<void(std::int64_t done, std::int64_t total)>& progress = {}) {
+  const std::string prefix =
+      detail::safetensors_prefix(tensors, metadata, [](const tensor_source& t) { return t.bytes(); });
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw error(std::string("cannot open for writing: ") + std::strerror(errno), path.string());
+  out.write(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+  std::int64_t total = 0, done = 0;
+  for (const auto& t : tensors) total += static_cast<std::int64_t>(t.bytes());
+  std::vector<std::byte> buffer;
+  for (const auto& t : tensors) {
+    buffer.resize(t.bytes());
+    t.fill(buffer);
+    out.write(reinterpret_cast<const char*>(buffer.data()), static_cast<std::streamsize>(buffer.size()));
+    done += static_cast<std::int64_t>(buffer.size());
+    if (progress) progress(done, total);
+    if (!out) throw error(std::string("write failed: ") + std::strerror(errno), path.string());
   }
   out.flush();
   if (!out) throw error(std::string("write failed: ") + std::strerror(errno), path.string());

@@ -41,6 +41,10 @@ struct load_options {
   std::function<void(std::int64_t done_bytes, std::int64_t total_bytes)> progress{};
   // LoRA adapters (and the full tensors they carry) merged into the checkpoint, in order (io/adapter.hpp).
   std::vector<adapter> adapters{};
+  // RWKV-7b: the most tokens a state's DeepEmbedAttention key/value cache may hold; a call that would go beyond
+  // it fails with an error saying so (nothing is dropped silently). The cache costs 4·(2·32 + 256 + n_embd)
+  // bytes per token and layer (about 50 KB per token for a 12-layer, 768-wide model).
+  std::int64_t max_cached_tokens = 32768;
 };
 
 class weight_reader {
@@ -156,6 +160,21 @@ class weight_reader {
       return place(matrix<T>::owned(std::move(out), rows, cols));
     }
   }
+
+  // A token-indexed table (V x width, read one row per token, such as RWKV-7a/7b's DeepEmbed tables): as weight<T>,
+  // but never copied into the huge-page arena. Streaming speed does not matter for it, and it can be larger than
+  // all the model's matrices together; where the file holds T it stays mapped and is paged in row by row.
+  template <class T>
+  matrix<T> table(const std::string& name, std::int64_t rows, std::int64_t cols) {
+    struct outside_arena {  // weight<T> places nothing while the reader has no arena
+      std::shared_ptr<weight_arena>& arena;
+      std::shared_ptr<weight_arena> kept = std::move(arena);
+      ~outside_arena() { arena = std::move(kept); }
+    } scope{arena_};
+    return weight<T>(name, rows, cols);
+  }
+
+  const load_options& options() const noexcept { return options_; }
 
   // Every tensor read with weight<T>() so far and its (rows, cols): what a quantized model stores quantized.
   const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& weight_shapes() const noexcept {

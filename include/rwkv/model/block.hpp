@@ -59,6 +59,8 @@ void with_row_context(context& ctx, Eigen::Index b, Eigen::Index B, F&& f) {
   context row_ctx;
   row_ctx.pool = ctx.pool;
   if (ctx.has_v_first() && ctx.v_first().rows() == B) row_ctx.set_v_first(ctx.v_first().row(b));
+  if (ctx.has_inputs() && ctx.embedded().rows() == B)
+    row_ctx.set_inputs(ctx.tokens().subspan(static_cast<std::size_t>(b), 1), ctx.embedded().row(b));
   f(row_ctx);
   if (row_ctx.has_v_first()) {
     if (!ctx.has_v_first() || ctx.v_first().rows() != B) ctx.set_v_first(row_matrix::Zero(B, row_ctx.v_first().cols()));

@@ -9,6 +9,7 @@
 // rwkv::ComposedModel (model/composed_model.hpp) supplies traits for any block type.
 // Weights are immutable after loading: one model can serve many threads, each with its own State.
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <span>
@@ -175,6 +176,8 @@ class LanguageModel {
     context ctx(ws, pool);
     row_matrix& x = ws.persistent(workspace::slot::residual);
     embed(tokens, x);
+    ctx.set_inputs(tokens, x);
+    ctx.embed_tokens = [this](std::span<const std::int32_t> t, row_matrix& out) { embed(t, out); };
     std::vector<typename block_type::state_type*> layer(states.size());
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       for (std::size_t b = 0; b < states.size(); ++b) layer[b] = &states[b]->layers[i];
@@ -228,6 +231,8 @@ class LanguageModel {
     context ctx(ws, pool, wkv_form);
     row_matrix& x = ws.persistent(workspace::slot::residual);
     embed(tokens, x);
+    ctx.set_inputs(tokens, x);
+    ctx.embed_tokens = [this](std::span<const std::int32_t> t, row_matrix& out) { embed(t, out); };
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       const auto layer = static_cast<std::int64_t>(i);
       taps::block_input(t, layer, x);
@@ -264,14 +269,18 @@ class LanguageModel {
     return f(ws);
   }
 
-  // A built-in version's model given another version's checkpoint says so, instead of naming a missing tensor.
+  // A built-in version's model given another version's checkpoint says so, instead of naming a missing tensor
+  // (or, for the RWKV-7 variants, instead of running a 7b file as 7a or 7 with tensors ignored).
   static void check_version(const io::weight_reader& r) {
     const std::string_view want = version;
-    if (want.size() != 1 || want < "4" || want > "7" || !r.has("emb.weight")) return;  // composed models: any
+    constexpr std::string_view built_in[] = {"4", "5", "6", "7", "7a", "7b"};
+    if (std::find(std::begin(built_in), std::end(built_in), want) == std::end(built_in) || !r.has("emb.weight"))
+      return;  // composed models: any
     const std::string found = version_name(detect_version(r.views(), r.path()));
-    if (found.substr(0, 1) == want) return;
-    throw error("this is an RWKV-" + found + " checkpoint, not RWKV-" + std::string(want) + ": load it with rwkv::v" +
-                    found.substr(0, 1) + "::Model or rwkv::any_model",
+    if (want == "5" ? found.starts_with("5") : found == want) return;
+    const std::string module = found.starts_with("5") ? "v5" : "v" + found;
+    throw error("this is an RWKV-" + found + " checkpoint, not RWKV-" + std::string(want) +
+                    ": load it with rwkv::" + module + "::Model or rwkv::any_model",
                 r.path());
   }
 

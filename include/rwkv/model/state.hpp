@@ -7,12 +7,23 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "rwkv/core/error.hpp"
 
 namespace rwkv {
+
+// A state tensor whose length grows with the context, such as RWKV-7b's key/value cache (one row per token seen).
+// It is a std::vector<float> to everything that visits states; shape checks, state files and bytes accept any
+// length for it (the mixer that owns it checks its consistency).
+struct growing_tensor : std::vector<float> {
+  using std::vector<float>::vector;
+};
+
+template <class T>
+inline constexpr bool is_growing_tensor = std::is_same_v<std::remove_cvref_t<T>, growing_tensor>;
 
 template <class LayerState>
 class State {
@@ -31,8 +42,9 @@ class State {
 
   friend bool operator==(const State&, const State&) = default;
 
-  // True when `other` has the same version, layer count and tensor sizes (it could come from the same model).
-  // Tensor names are fixed by the layer state's type and its version tag. Allocates nothing (checked per call).
+  // True when `other` has the same version, layer count and tensor sizes (it could come from the same model;
+  // growing tensors may have any size). Tensor names are fixed by the layer state's type and its version tag.
+  // Allocates nothing (checked per call).
   bool same_shape(const State& other) const {
     if (version_ != other.version_ || layers.size() != other.layers.size()) return false;
     for (std::size_t i = 0; i < layers.size(); ++i) {
@@ -44,7 +56,7 @@ class State {
       });
       std::size_t m = 0;
       layers[i].visit([&](const std::string&, const auto& v) {
-        if (m >= n || (m < 64 && sizes[m] != v.size())) same = false;
+        if (m >= n || (m < 64 && !is_growing_tensor<decltype(v)> && sizes[m] != v.size())) same = false;
         ++m;
       });
       if (!same || m != n) return false;
@@ -90,11 +102,16 @@ class State {
                       like.version_ + " with " + std::to_string(like.layers.size()) + " layers",
                   source);
     for (auto& l : like.layers)
-      l.visit([&](const std::string& name, std::vector<float>& v) {
+      l.visit([&](const std::string& name, auto& v) {
         need(8);
         std::uint64_t n;
         std::memcpy(&n, bytes.data() + pos, 8);
         pos += 8;
+        if constexpr (is_growing_tensor<decltype(v)>) {
+          if (n > (bytes.size() - pos) / sizeof(float))  // before resizing: a corrupt count must not allocate
+            throw error("truncated state (tensor '" + name + "' claims " + std::to_string(n) + " values)", source);
+          v.resize(n);
+        }
         if (n != v.size())
           throw error("state tensor '" + name + "' has " + std::to_string(n) + " values, the model needs " +
                           std::to_string(v.size()) + " (state of a different model shape)",

@@ -18,10 +18,13 @@
 //   };
 //
 // The block's state is the time mixer's tensors followed by the channel mix's shift (the references' order).
+// The channel mix is squared_relu_channel_mix unless another is given (RWKV-7a's deep_embed_channel_mix,
+// train/v7a.hpp): a type with the same constructor, a tape, and forward/backward taking the segment_context.
 
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "rwkv/train/channel_mix.hpp"
@@ -30,10 +33,12 @@
 
 namespace rwkv::train {
 
-template <class TimeMix>
+template <class TimeMix, class ChannelMix = squared_relu_channel_mix>
 class block {
  public:
   using config_type = typename TimeMix::config_type;
+  // Whether the channel mix reads the segment's tokens and embeddings (the network then keeps them).
+  static constexpr bool reads_tokens = !std::is_same_v<ChannelMix, squared_relu_channel_mix>;
 
   static std::vector<std::vector<std::int64_t>> state_shapes(const config_type& c) {
     auto s = TimeMix::state_shapes(c);
@@ -72,7 +77,7 @@ class block {
     norm_record ln1;
     row_matrix h, out;
     typename TimeMix::tape time_mix;
-    squared_relu_channel_mix::tape channel_mix;
+    typename ChannelMix::tape channel_mix;
   };
 
   // x: the block input (T x C), replaced by the block output. state: this block's tensors, advanced.
@@ -80,13 +85,19 @@ class block {
     norm_forward(x, *ln1_w_, *ln1_b_, C_, layer_norm_eps, tp.h, tp.ln1);
     time_mix_.forward(tp.h, state.first(state.size() - 1), seg, tp.time_mix, tp.out);
     x += tp.out;
-    channel_mix_.forward(x, state.back(), tp.channel_mix, seg.pool);
+    if constexpr (reads_tokens)
+      channel_mix_.forward(x, state.back(), tp.channel_mix, seg);
+    else
+      channel_mix_.forward(x, state.back(), tp.channel_mix, seg.pool);
   }
 
   // dx: ∂L/∂(block output), replaced by ∂L/∂(block input). dstate: ∂L/∂(state after the segment), replaced by
   // ∂L/∂(state before it). Parameter gradients are accumulated.
   void backward(row_matrix& dx, std::span<std::vector<float>> dstate, segment_context& seg, const tape& tp) {
-    channel_mix_.backward(dx, dstate.back(), tp.channel_mix, seg.pool);
+    if constexpr (reads_tokens)
+      channel_mix_.backward(dx, dstate.back(), tp.channel_mix, seg);
+    else
+      channel_mix_.backward(dx, dstate.back(), tp.channel_mix, seg.pool);
     row_matrix dh, dln;
     time_mix_.backward(dx, dstate.first(dstate.size() - 1), seg, tp.time_mix, dh);
     norm_backward(dh, tp.ln1, *ln1_w_, *ln1_b_, C_, dln);
@@ -96,7 +107,7 @@ class block {
  private:
   std::int64_t C_;
   TimeMix time_mix_;
-  squared_relu_channel_mix channel_mix_;
+  ChannelMix channel_mix_;
   parameter *ln1_w_, *ln1_b_;
 };
 

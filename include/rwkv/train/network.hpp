@@ -241,6 +241,8 @@ class network {
       row_matrix x(n, cfg_.n_embd), y;
       for (Eigen::Index t = 0; t < n; ++t) x.row(t) = emb_->value.row(sg.tokens[static_cast<std::size_t>(t)]);
       norm_forward(x, *ln0_w_, *ln0_b_, cfg_.n_embd, layer_norm_eps, y, sg.ln0);
+      sg.ctx.tokens = sg.tokens;
+      if constexpr (requires { requires Layer::reads_tokens; }) sg.ctx.embedded = y;
       for (std::size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(y, layer_state(s, l), sg.ctx, sg.tapes[l]);
       norm_forward(y, *ln_out_w_, *ln_out_b_, cfg_.n_embd, layer_norm_eps, sg.xo, sg.ln_out);
       product(pool_, logits.middleRows(t0, n), sg.xo, head_->value.transpose());
@@ -281,9 +283,11 @@ class network {
       row_matrix dx;
       norm_backward(dxo, sg.ln_out, *ln_out_w_, *ln_out_b_, cfg_.n_embd, dx);
       sg.ctx.d_v_first.resize(0, 0);
+      sg.ctx.d_embedded.resize(0, 0);
       for (auto l = static_cast<std::ptrdiff_t>(layers_.size()) - 1; l >= 0; --l)
         layers_[static_cast<std::size_t>(l)].backward(dx, layer_state(ds, static_cast<std::size_t>(l)), sg.ctx,
                                                       sg.tapes[static_cast<std::size_t>(l)]);
+      if (sg.ctx.d_embedded.rows() == n) dx += sg.ctx.d_embedded;
       row_matrix demb;
       norm_backward(dx, sg.ln0, *ln0_w_, *ln0_b_, cfg_.n_embd, demb);
       for (Eigen::Index t = 0; t < n; ++t) emb_->grad.row(sg.tokens[static_cast<std::size_t>(t)]) += demb.row(t);

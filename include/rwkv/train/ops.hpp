@@ -31,6 +31,10 @@ inline constexpr Eigen::Index wkv_checkpoint = 16;
 struct segment_context {
   row_matrix v_first, d_v_first;
   thread_pool* pool = nullptr;
+  // The segment's input tokens and their embeddings (ln0 output), for token-indexed blocks (RWKV-7a's DeepEmbed),
+  // and the gradient those blocks send to the embeddings (added before ln0's backward).
+  std::span<const std::int32_t> tokens;
+  row_matrix embedded, d_embedded;
 };
 
 // dst = lhs·rhs, or dst += lhs·rhs. With a pool and a product worth a fork, dst's rows are split over the threads,

@@ -83,6 +83,13 @@ class parameter_set {
   bool has(const std::string& name) const { return index_.count(name) != 0; }
 
   // The tensor `name`, checked to hold `rows` x `cols` values (a vector is 1 x C whatever its leading 1s).
+  // The parameter of that name, whatever its shape (for reading a dimension off it).
+  parameter& get_any(const std::string& name) {
+    auto it = index_.find(name);
+    if (it == index_.end()) throw error("missing tensor (the checkpoint does not match this model)", path_, name);
+    return *it->second;
+  }
+
   parameter& get(const std::string& name, std::int64_t rows, std::int64_t cols) {
     auto it = index_.find(name);
     if (it == index_.end()) throw error("missing tensor (the checkpoint does not match this model)", path_, name);
