@@ -23,14 +23,19 @@ seed rwkvcpp_fuzz tests/data/tiny-4v0.rwkvcpp.bin
 seed vocab_fuzz
 seed state_fuzz
 
-for t in safetensors_fuzz pth_fuzz rwkvcpp_fuzz vocab_fuzz state_fuzz; do
+# One fuzzer per core (each is single-threaded).
+fuzz_one() {
+  local t=$1
   echo "fuzzing $t for ${seconds}s"
   if ! build-fuzz/fuzz/$t -max_total_time="$seconds" -rss_limit_mb=4096 -max_len=4194304 -print_final_stats=1 \
     build-fuzz/corpus/$t >build-fuzz/$t.log 2>&1; then
     tail -60 build-fuzz/$t.log
     echo "fuzzing: $t found a failure (the reproducer is in the working directory: crash-*/leak-*/timeout-*)"
-    exit 1
+    return 1
   fi
-  grep -E "^stat::number_of_executed_units" build-fuzz/$t.log || true
-done
+  echo "$t: $(grep -E "^stat::number_of_executed_units" build-fuzz/$t.log || true)"
+}
+export -f fuzz_one
+export seconds
+printf '%s\n' safetensors_fuzz pth_fuzz rwkvcpp_fuzz vocab_fuzz state_fuzz | xargs -P "$(nproc)" -I{} bash -c 'fuzz_one {}'
 echo "fuzzing: all targets ran clean"
