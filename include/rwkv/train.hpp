@@ -22,6 +22,7 @@
 #include "rwkv/train/v6.hpp"
 #include "rwkv/train/v7.hpp"
 #include "rwkv/train/v7a.hpp"
+#include "rwkv/train/v7b.hpp"
 #include "rwkv/train/wkv7.hpp"
 
 namespace rwkv::train {
@@ -52,8 +53,10 @@ decltype(auto) with_network(const io::checkpoint& ck, F&& f) {
       auto net = network<v7a::layer>::from(ck);
       return std::forward<F>(f)(net);
     }
-    case arch_version::v7b:
-      throw error("training RWKV-7b is not supported yet (inference is: rwkv::v7b::Model, rwkv::any_model)", ck.path);
+    case arch_version::v7b: {
+      auto net = network<v7b::layer>::from(ck);
+      return std::forward<F>(f)(net);
+    }
   }
   throw error("unknown RWKV version", ck.path);
 }

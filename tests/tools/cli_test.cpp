@@ -590,6 +590,32 @@ BOOST_AUTO_TEST_CASE(train_tune_state_writes_a_state_file_for_state_in) {
   remove_run(temp_file("tuned.state.safetensors"));
 }
 
+// RWKV-7b (its state grows with DeepEmbedAttention's key/value cache) trains and tunes its state through the CLI;
+// what it writes loads for inference.
+BOOST_AUTO_TEST_CASE(train_and_tune_state_of_a_7b_model) {
+  const auto text = temp_file("text_7b.txt");
+  {
+    std::ofstream f(text);
+    for (int i = 0; i < 40; ++i) f << "User: hi\n\nAssistant: The answer is forty-two.\n\n";
+  }
+  const auto model = data_path("v7b-dev.model.safetensors");
+  const auto out = temp_file("trained_7b.safetensors"), st = temp_file("tuned_7b.state.safetensors");
+  auto r = run("train --data " + text.string() + " --model " + model + " --out " + out.string() +
+               " --ctx 24 --steps 4 --holdout 0 --eval-every 2 --save-every 4");
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  r = run("info " + out.string());
+  BOOST_CHECK_MESSAGE(r.code == 0 && r.out.find("7b") != std::string::npos, r.out + r.err);
+  r = run("train --data " + text.string() + " --tune state --model " + model + " --state-out " + st.string() +
+          " --ctx 24 --steps 4 --holdout 0 --mode step");
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  r = run("generate " + model + " --state-in " + st.string() + " --prompt User --max-tokens 4");
+  BOOST_CHECK_MESSAGE(r.code == 0, r.err);
+  fs::remove(text);
+  fs::remove(st);
+  remove_run(out);
+  remove_run(st);
+}
+
 BOOST_AUTO_TEST_CASE(every_command_has_its_own_help) {
   for (const char* cmd : {"info", "generate", "chat", "logits", "bench", "train", "grad", "convert", "quantize",
                           "make-random", "tokenize", "detokenize"}) {

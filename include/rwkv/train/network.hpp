@@ -27,16 +27,33 @@
 
 namespace rwkv::train {
 
+// A state tensor whose shape starts with 0 grows by rows of the remaining dimensions (RWKV-7b's key/value cache:
+// {0, 32} holds any number of 32-wide rows); the others have a fixed size.
+inline bool grows(const std::vector<std::int64_t>& shape) noexcept { return !shape.empty() && shape[0] == 0; }
+inline std::int64_t row_size(const std::vector<std::int64_t>& shape) noexcept {
+  std::int64_t n = 1;
+  for (std::size_t i = 1; i < shape.size(); ++i) n *= shape[i];
+  return n;
+}
+
 // The recurrent state as the reference lists it: per layer, its tensors in the reference's order and shapes
-// (spec/*.md (c); ../testdata/README.md § Gradients): the layout of `init_state.<i>` / `grad_state.<i>`.
+// (spec/*.md (c); ../testdata/README.md § Gradients): the layout of `init_state.<i>` / `grad_state.<i>`. A growing
+// tensor's shape keeps its leading 0; shape_of gives its current one.
 struct state {
   std::vector<std::vector<float>> tensors;
   std::vector<std::vector<std::int64_t>> shapes;
 
+  std::vector<std::int64_t> shape_of(std::size_t i) const {
+    auto shape = shapes[i];
+    if (grows(shape))
+      shape[0] = static_cast<std::int64_t>(tensors[i].size()) / std::max<std::int64_t>(1, row_size(shape));
+    return shape;
+  }
+
   std::vector<io::tensor_to_write> to_tensors(const std::string& prefix) const {
     std::vector<io::tensor_to_write> out;
     for (std::size_t i = 0; i < tensors.size(); ++i)
-      out.push_back(io::tensor_to_write::from<float>(prefix + std::to_string(i), shapes[i], std::span(tensors[i])));
+      out.push_back(io::tensor_to_write::from<float>(prefix + std::to_string(i), shape_of(i), std::span(tensors[i])));
     return out;
   }
 };
@@ -56,6 +73,8 @@ inline state read_state(const std::filesystem::path& path, const state& like,
       throw error("missing state tensor (this model's state has " + std::to_string(s.tensors.size()) + " tensors)",
                   file.path(), name);
     const auto& t = *it->second;
+    if (grows(s.shapes[i]) && t.numel() % row_size(s.shapes[i]) == 0)
+      s.tensors[i].resize(static_cast<std::size_t>(t.numel()));
     if (static_cast<std::size_t>(t.numel()) != s.tensors[i].size())
       throw error("shape " + shape_string(t.shape) + " does not match this model's " + shape_string(s.shapes[i]),
                   file.path(), name);
@@ -172,6 +191,8 @@ class network {
       if (!t) throw error("missing tensor in state file", file.path(), name);
       if (t->type != dtype::f32)
         throw error(std::string("dtype ") + dtype_name(t->type) + ", expected F32", file.path(), name);
+      if (grows(s.shapes[i]) && t->numel() % row_size(s.shapes[i]) == 0)
+        s.tensors[i].resize(static_cast<std::size_t>(t->numel()));
       if (t->numel() != static_cast<std::int64_t>(s.tensors[i].size()))
         throw error("has " + std::to_string(t->numel()) + " values, this model's state needs " +
                         std::to_string(s.tensors[i].size()),
@@ -313,10 +334,16 @@ class network {
     if (s.tensors.size() != want.tensors.size())
       throw error("the initial state has " + std::to_string(s.tensors.size()) + " tensors, this model needs " +
                   std::to_string(want.tensors.size()));
-    for (std::size_t i = 0; i < s.tensors.size(); ++i)
-      if (s.tensors[i].size() != want.tensors[i].size())
+    for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+      const bool ok = grows(want.shapes[i])
+                          ? static_cast<std::int64_t>(s.tensors[i].size()) % row_size(want.shapes[i]) == 0
+                          : s.tensors[i].size() == want.tensors[i].size();
+      if (!ok)
         throw error("initial state tensor " + std::to_string(i) + " has " + std::to_string(s.tensors[i].size()) +
-                    " values, this model needs " + shape_string(want.shapes[i]));
+                    " values, this model needs " +
+                    (grows(want.shapes[i]) ? "rows of " + std::to_string(row_size(want.shapes[i]))
+                                           : shape_string(want.shapes[i])));
+    }
   }
 
   parameter_set params_;

@@ -133,6 +133,11 @@ class trainer {
     if (s.tensors.size() != like.tensors.size()) throw error("set_initial_state: the state is of another model");
     auto fresh = std::make_unique<parameter_set>();
     for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+      if (grows(like.shapes[i]) && !s.tensors[i].empty())
+        throw error(
+            "set_initial_state: state tuning starts from an empty key/value cache (RWKV-7b); this state "
+            "holds cached tokens in tensor " +
+            std::to_string(i));
       if (s.tensors[i].size() != like.tensors[i].size())
         throw error("set_initial_state: the state is of another model");
       auto& p = fresh->add("init_state." + std::to_string(i), like.shapes[i]);
