@@ -138,6 +138,8 @@ class any_model {
     virtual any_state make_state() const = 0;
     virtual row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which,
                                thread_pool* pool) const = 0;
+    virtual row_matrix forward_batch(std::span<const std::int32_t> tokens, std::span<any_state* const> states,
+                                     thread_pool* pool) const = 0;
     virtual any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source) const = 0;
     virtual any_state load_state(const std::filesystem::path& path) const = 0;
     virtual any_state load_initial_state(const std::filesystem::path& path) const = 0;
@@ -153,6 +155,15 @@ class any_model {
     row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which,
                        thread_pool* pool) const override {
       return model.forward(tokens, s.as<S>(), which, pool);
+    }
+    row_matrix forward_batch(std::span<const std::int32_t> tokens, std::span<any_state* const> states,
+                             thread_pool* pool) const override {
+      std::vector<S*> typed(states.size());
+      for (std::size_t i = 0; i < states.size(); ++i) {
+        if (!states[i]) throw error("forward_batch: null state for row " + std::to_string(i));
+        typed[i] = &states[i]->as<S>();
+      }
+      return model.forward_batch(tokens, std::span<S* const>(typed), pool);
     }
     any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source) const override {
       return any_state(std::make_unique<any_state::model_t<S>>(S::from_bytes(bytes, model.make_state(), source)));
@@ -225,6 +236,15 @@ class any_model {
   row_matrix forward(std::span<const std::int32_t> tokens, any_state& s, logits_for which,
                      thread_pool* pool = nullptr) const {
     return impl().forward(tokens, s, which, pool);
+  }
+  // One token for each of several sequences (row i: tokens[i] fed to *states[i]), in one call whose weights are
+  // read once for all rows; row i of the result is that sequence's logits (see rwkv::Batch).
+  row_matrix forward_batch(std::span<const std::int32_t> tokens, std::span<any_state* const> states,
+                           thread_pool* pool = nullptr) const {
+    if (tokens.size() != states.size())
+      throw error("forward_batch: " + std::to_string(tokens.size()) + " tokens for " + std::to_string(states.size()) +
+                  " states");
+    return impl().forward_batch(tokens, states, pool);
   }
   any_state state_from_bytes(std::span<const std::byte> bytes, const std::string& source = "<bytes>") const {
     return impl().state_from_bytes(bytes, source);

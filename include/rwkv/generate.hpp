@@ -28,6 +28,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -110,7 +111,7 @@ inline std::size_t partial_stop_suffix(std::string_view text, std::string_view s
 template <class Tokenizer>
 class text_filter {
  public:
-  text_filter(const Tokenizer& tok, bool on) : tok_(tok), on_(on) {}
+  text_filter(const Tokenizer& tok, bool on) : tok_(&tok), on_(on) {}
 
   // `remaining`: tokens that may still be generated, this one included.
   void apply(std::span<float> logits, int remaining) {
@@ -135,7 +136,7 @@ class text_filter {
     for (std::size_t v = 0; v < V; ++v) {
       const auto id = static_cast<std::int32_t>(v);
       try {
-        pieces_[v] = tok_.decode(std::span<const std::int32_t>(&id, 1));
+        pieces_[v] = tok_->decode(std::span<const std::int32_t>(&id, 1));
       } catch (const error&) {
         pieces_[v].assign(1, static_cast<char>(0xFF));  // an id the tokenizer has no bytes for: never text
       }
@@ -143,7 +144,7 @@ class text_filter {
     }
   }
 
-  const Tokenizer& tok_;
+  const Tokenizer* tok_;  // a pointer: a generator (which holds this) is assignable
   bool on_;
   std::string tail_;  // the generated text's unfinished last character
   std::vector<std::string> pieces_;
@@ -152,71 +153,132 @@ class text_filter {
 
 }  // namespace detail
 
+// One sequence's generation, a token at a time, from logits computed elsewhere: what generate() runs, and what a
+// server runs for each of the sequences it decodes together. Per call of next(): bans and penalties on the
+// logits, sample, stop on a stop token (not emitted, not to be fed), update the penalties, stream the text.
+//
+//   rwkv::generator g(tokenizer, params);
+//   while (const auto token = g.next(logits, on_text)) {
+//     logits = model.step(*token, state);      // every token next() returns is fed
+//     if (g.done()) break;                     // a stop string or the callback ended it
+//   }
+//   g.finish(on_text);                          // passes on what was held back
+template <generation_tokenizer Tokenizer>
+class generator {
+ public:
+  generator(const Tokenizer& tokenizer, generation_params params)
+      : params_(std::move(params)),
+        tok_(&tokenizer),
+        pen_((validate(params_), params_.penalty)),
+        rng_(params_.seed),
+        filter_(tokenizer, params_.text_only) {}
+
+  // The next token to feed to the model, or nothing when generation has ended (a stop token, max_tokens, or
+  // done() after the previous token). `logits` are modified (penalties, filters).
+  template <class Callback>
+  std::optional<std::int32_t> next(std::span<float> logits, Callback&& on_text) {
+    if (stopped_) return std::nullopt;
+    const int i = static_cast<int>(result_.tokens.size());
+    if (i >= params_.max_tokens) {
+      stopped_ = true;
+      return std::nullopt;
+    }
+    pen_.apply(logits);
+    filter_.apply(logits, params_.max_tokens - i);
+    const std::int32_t token = sample(logits, params_.sampling, rng_);
+    if (std::find(params_.stop_tokens.begin(), params_.stop_tokens.end(), token) != params_.stop_tokens.end()) {
+      result_.reason = stop_reason::stop_token;
+      stopped_ = true;
+      return std::nullopt;
+    }
+    result_.tokens.push_back(token);
+    const std::string piece = tok_->decode(std::span<const std::int32_t>(&token, 1));
+    pen_.update(token, piece);
+    filter_.append(piece);
+
+    pending_ += piece;
+    auto match = std::string::npos;
+    for (const auto& s : params_.stop_strings) match = std::min(match, pending_.find(s));
+    if (match != std::string::npos) {
+      emit(std::string_view(pending_).substr(0, match), on_text);
+      pending_.clear();
+      if (!stopped_) result_.reason = stop_reason::stop_string;
+      stopped_ = true;
+    } else {
+      std::size_t hold = incomplete_utf8_suffix(pending_);
+      for (const auto& s : params_.stop_strings) hold = std::max(hold, detail::partial_stop_suffix(pending_, s));
+      const std::size_t ready = pending_.size() - hold;
+      emit(std::string_view(pending_).substr(0, ready), on_text);
+      pending_.erase(0, ready);
+    }
+    return token;  // fed even when it ended generation: every token of result().tokens is in the state
+  }
+
+  // Whether generation has ended (next() returns nothing from now on).
+  bool done() const noexcept { return stopped_; }
+
+  // Passes on the text held back (a possible start of a stop string or of a UTF-8 character): call it once
+  // generation has ended.
+  template <class Callback>
+  void finish(Callback&& on_text) {
+    stopped_ = true;
+    const std::string rest = std::move(pending_);
+    pending_.clear();
+    emit_always(rest, on_text);
+  }
+
+  const generation_result& result() const noexcept { return result_; }
+  const generation_params& params() const noexcept { return params_; }
+
+ private:
+  static void validate(const generation_params& p) {
+    if (p.max_tokens < 0) throw error("generate: max_tokens must be >= 0");
+    if (p.chunk_len == 0) throw error("generate: chunk_len must be > 0");
+    for (const auto& s : p.stop_strings)
+      if (s.empty()) throw error("generate: empty stop string");
+  }
+
+  template <class Callback>
+  void emit(std::string_view text, Callback& on_text) {
+    if (!stopped_) emit_always(text, on_text);
+  }
+  template <class Callback>
+  void emit_always(std::string_view text, Callback& on_text) {
+    if (text.empty() || declined_) return;
+    result_.text += text;
+    if constexpr (std::is_void_v<std::invoke_result_t<Callback&, std::string_view>>) {
+      on_text(text);
+    } else if (!static_cast<bool>(on_text(text))) {
+      declined_ = stopped_ = true;
+      result_.reason = stop_reason::callback;
+    }
+  }
+
+  generation_params params_;
+  const Tokenizer* tok_;
+  penalties pen_;
+  std::mt19937_64 rng_;
+  detail::text_filter<Tokenizer> filter_;
+  generation_result result_;
+  std::string pending_;  // generated bytes not yet passed to the callback
+  bool stopped_ = false, declined_ = false;
+};
+
 template <generation_model Model, generation_tokenizer Tokenizer, class Callback>
 requires std::invocable<Callback&, std::string_view> generation_result
 generate(const Model& model, typename Model::state_type& state, const Tokenizer& tokenizer,
          std::span<const std::int32_t> prompt, const generation_params& params, Callback&& on_text) {
   if (prompt.empty()) throw error("generate: the prompt is empty (a step needs logits to sample from)");
-  if (params.max_tokens < 0) throw error("generate: max_tokens must be >= 0");
-  if (params.chunk_len == 0) throw error("generate: chunk_len must be > 0");
-  for (const auto& s : params.stop_strings)
-    if (s.empty()) throw error("generate: empty stop string");
-
-  penalties pen(params.penalty);  // validates before the state is touched
+  generator<Tokenizer> g(tokenizer, params);  // validates before the state is touched
   std::vector<float> logits;
   for (std::size_t i = 0; i < prompt.size(); i += params.chunk_len)
     logits = model.prefill(prompt.subspan(i, std::min(params.chunk_len, prompt.size() - i)), state);
-
-  generation_result result;
-  std::mt19937_64 rng(params.seed);
-  detail::text_filter<Tokenizer> filter(tokenizer, params.text_only);
-  std::string pending;  // generated bytes not yet passed to the callback
-  bool stopped = false;
-  auto emit = [&](std::string_view text) {
-    if (text.empty() || stopped) return;
-    result.text += text;
-    if constexpr (std::is_void_v<std::invoke_result_t<Callback&, std::string_view>>) {
-      on_text(text);
-    } else if (!static_cast<bool>(on_text(text))) {
-      stopped = true;
-      result.reason = stop_reason::callback;
-    }
-  };
-
-  for (int i = 0; i < params.max_tokens; ++i) {
-    pen.apply(logits);
-    filter.apply(logits, params.max_tokens - i);
-    const std::int32_t token = sample(logits, params.sampling, rng);
-    if (std::find(params.stop_tokens.begin(), params.stop_tokens.end(), token) != params.stop_tokens.end()) {
-      result.reason = stop_reason::stop_token;
-      break;
-    }
-    result.tokens.push_back(token);
-    const std::string piece = tokenizer.decode(std::span<const std::int32_t>(&token, 1));
-    pen.update(token, piece);
-    filter.append(piece);
-
-    pending += piece;
-    auto match = std::string::npos;
-    for (const auto& s : params.stop_strings) match = std::min(match, pending.find(s));
-    if (match != std::string::npos) {
-      emit(std::string_view(pending).substr(0, match));
-      pending.clear();
-      if (!stopped) result.reason = stop_reason::stop_string;
-      stopped = true;
-    } else {
-      std::size_t hold = incomplete_utf8_suffix(pending);
-      for (const auto& s : params.stop_strings) hold = std::max(hold, detail::partial_stop_suffix(pending, s));
-      const std::size_t ready = pending.size() - hold;
-      emit(std::string_view(pending).substr(0, ready));
-      pending.erase(0, ready);
-    }
-
-    logits = model.step(token, state);  // every returned token is in the state
-    if (stopped) break;
+  while (const auto token = g.next(logits, on_text)) {
+    logits = model.step(*token, state);
+    if (g.done()) break;
   }
-  emit(pending);  // generation ended without a stop string: nothing is held back any more
-  return result;
+  g.finish(on_text);
+  return g.result();
 }
 
 template <generation_model Model, generation_tokenizer Tokenizer, class Callback>
