@@ -13,7 +13,7 @@ cmake --build build-fuzz -j "$(nproc)"
 seed() {  # target, fixture files...
   local dir=build-fuzz/corpus/$1
   mkdir -p "$dir"
-  cp -n fuzz/corpus/"$1"/* "$dir"/ 2>/dev/null || true
+  cp -n fuzz/corpus/"${1%_fuzz}"/* "$dir"/ 2>/dev/null || true  # fuzz/corpus/<target without _fuzz>/
   shift
   for f in "$@"; do cp -n "$f" "$dir"/; done
 }
@@ -22,6 +22,7 @@ seed pth_fuzz tests/data/v7-dev.model.bf16.pth
 seed rwkvcpp_fuzz tests/data/tiny-4v0.rwkvcpp.bin
 seed vocab_fuzz
 seed state_fuzz
+seed openai_request_fuzz
 
 # One fuzzer per core (each is single-threaded).
 fuzz_one() {
@@ -37,5 +38,5 @@ fuzz_one() {
 }
 export -f fuzz_one
 export seconds
-printf '%s\n' safetensors_fuzz pth_fuzz rwkvcpp_fuzz vocab_fuzz state_fuzz | xargs -P "$(nproc)" -I{} bash -c 'fuzz_one {}'
+printf '%s\n' safetensors_fuzz pth_fuzz rwkvcpp_fuzz vocab_fuzz state_fuzz openai_request_fuzz | xargs -P "$(nproc)" -I{} bash -c 'fuzz_one {}'
 echo "fuzzing: all targets ran clean"

@@ -3,7 +3,8 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libeigen3-dev libxsimd-dev nlohmann-json3-dev libboost-test-dev libbenchmark-dev
-  libopenmpi-dev openmpi-bin gnuplot-nox)  # MPI: data-parallel training (optional); gnuplot: train's loss plot
+  libopenmpi-dev openmpi-bin gnuplot-nox  # MPI: data-parallel training (optional); gnuplot: train's loss plot
+  libcpp-httplib-dev pkgconf)             # rwkv-server (HTTP)
 [ "${RWKV_WITH_FORMAT:-0}" = 1 ] && packages+=(clang-format)
 [ "${RWKV_WITH_FUZZ:-0}" = 1 ] && packages+=(clang libclang-rt-14-dev)
 [ "${RWKV_WITH_ARM:-0}" = 1 ] && packages+=(g++-aarch64-linux-gnu qemu-user)

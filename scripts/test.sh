@@ -23,8 +23,8 @@ if [ "${1:-}" = "--sanitize" ]; then
     -DRWKV_BUILD_BENCHMARKS=OFF -DRWKV_BUILD_EXAMPLES=OFF -DRWKV_NATIVE=OFF)
 elif [ "${1:-}" = "--tsan" ]; then
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" -DRWKV_SANITIZE=thread -DRWKV_BUILD_BENCHMARKS=OFF -DRWKV_NATIVE=OFF
-  cmake --build build-tsan -j "$jobs" --target thread_safety_test batch_test
-  (cd build-tsan && ctest --no-tests=error --output-on-failure -R "^(thread_safety_test|batch_test)$")
+  cmake --build build-tsan -j "$jobs" --target thread_safety_test batch_test serve_engine_test
+  (cd build-tsan && ctest --no-tests=error --output-on-failure -R "^(thread_safety_test|batch_test|serve_engine_test)$")
   exit 0
 fi
 

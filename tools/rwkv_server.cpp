@@ -27,6 +27,7 @@
 #include <rwkv/any_model.hpp>
 #include <rwkv/core/thread_pool.hpp>
 #include <rwkv/serve/engine.hpp>
+#include <rwkv/serve/openai.hpp>
 #include <rwkv/serve/state_cache.hpp>
 #include <rwkv/tokenizer/bytes.hpp>
 #include <rwkv/tokenizer/world.hpp>
@@ -63,84 +64,17 @@ OPTIONS (defaults in brackets):
 
 // ---- errors ----
 
-struct http_error {
-  int status;
-  std::string message, type, code;
-};
+using http_error = rwkv::serve::openai::request_error;
+using rwkv::serve::openai::bad_request;
 
 // Generated text may hold bytes that are not UTF-8 (a byte-level model's stray bytes): they become U+FFFD.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-http_error bad_request(std::string message, std::string code = "invalid_request") {
-  return {400, std::move(message), "invalid_request_error", std::move(code)};
-}
 
 void send_error(httplib::Response& res, const http_error& e) {
   res.status = e.status;
   res.set_content(dump(json{{"error", {{"message", e.message}, {"type", e.type}, {"code", e.code}}}}),
                   "application/json");
 }
-
-// ---- request fields ----
-
-// A JSON request body whose fields are read one by one; fields that remain unread are an error (a misspelt
-// parameter must not be ignored silently), except those the OpenAI API defines and this server accepts as is.
-class body {
- public:
-  explicit body(const std::string& text) {
-    try {
-      j_ = json::parse(text);
-    } catch (const json::exception& e) {
-      throw bad_request(std::string("the body is not valid JSON: ") + e.what(), "invalid_json");
-    }
-    if (!j_.is_object()) throw bad_request("the body must be a JSON object", "invalid_json");
-  }
-
-  bool has(const std::string& k) const { return j_.contains(k) && !j_[k].is_null(); }
-  const json& raw(const std::string& k) {
-    read_.insert(k);
-    return j_.at(k);
-  }
-
-  template <class T>
-  std::optional<T> get(const std::string& k) {
-    read_.insert(k);
-    if (!has(k)) return std::nullopt;
-    const auto& v = j_[k];
-    if constexpr (std::is_same_v<T, bool>) {
-      if (!v.is_boolean()) throw type_error(k, "a boolean");
-      return v.get<bool>();
-    } else if constexpr (std::is_integral_v<T>) {
-      if (!v.is_number_integer()) throw type_error(k, "an integer");
-      return v.get<T>();
-    } else if constexpr (std::is_floating_point_v<T>) {
-      if (!v.is_number()) throw type_error(k, "a number");
-      const double d = v.get<double>();
-      if (!std::isfinite(d)) throw type_error(k, "a finite number");
-      return static_cast<T>(d);
-    } else {
-      if (!v.is_string()) throw type_error(k, "a string");
-      return v.get<std::string>();
-    }
-  }
-
-  // Every field read, or one the OpenAI API has and this server ignores.
-  void check_all_read(const std::set<std::string>& ignorable) const {
-    for (const auto& [k, v] : j_.items())
-      if (!read_.count(k) && !ignorable.count(k)) throw bad_request("unknown field '" + k + "'", "unknown_field");
-  }
-
- private:
-  static http_error type_error(const std::string& k, const char* what) {
-    return bad_request("'" + k + "' must be " + std::string(what), "invalid_type");
-  }
-  json j_;
-  std::set<std::string> read_;
-};
-
-// Fields of the OpenAI API this server accepts and ignores (n must be 1, logprobs off; user is informational).
-const std::set<std::string> ignorable_fields{"model",      "user",           "n",      "logprobs",    "echo", "best_of",
-                                             "logit_bias", "stream_options", "suffix", "top_logprobs"};
 
 struct server_options {
   std::size_t max_prompt_tokens = 8192;
@@ -203,11 +137,11 @@ class server {
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(
-          json{{"object", "list"},
-               {"data",
-                json::array(
-                    {{{"id", o_.model_id}, {"object", "model"}, {"created", unix_now()}, {"owned_by", "rwkvpp"}}})}}
-              .dump(-1, ' ', false, json::error_handler_t::replace),
+          dump(json{
+              {"object", "list"},
+              {"data",
+               json::array(
+                   {{{"id", o_.model_id}, {"object", "model"}, {"created", unix_now()}, {"owned_by", "rwkvpp"}}})}}),
           "application/json");
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
@@ -239,11 +173,6 @@ class server {
  private:
   using clock = std::chrono::steady_clock;
 
-  struct parsed {
-    rwkv::serve::request req;
-    bool stream = false;
-  };
-
   static bool constant_time_equal(const std::string& a, const std::string& b) {
     unsigned char diff = a.size() == b.size() ? 0 : 1;
     const std::size_t n = std::max(a.size(), b.size());
@@ -255,122 +184,11 @@ class server {
     return diff == 0;
   }
 
-  // The RWKV World chat format: "System: …\n\nUser: …\n\nAssistant: …\n\n", ending with "Assistant:".
-  static std::string render_chat(const json& messages) {
-    if (!messages.is_array() || messages.empty())
-      throw bad_request("'messages' must be a non-empty array", "invalid_messages");
-    std::string out;
-    for (std::size_t i = 0; i < messages.size(); ++i) {
-      const auto& m = messages[i];
-      const std::string at = "messages[" + std::to_string(i) + "]";
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
-          !m["content"].is_string())
-        throw bad_request(at + " must be an object with string 'role' and 'content'", "invalid_messages");
-      for (const auto& [k, v] : m.items())
-        if (k != "role" && k != "content" && k != "name")
-          throw bad_request(at + ": unknown field '" + k + "'", "unknown_field");
-      const std::string role = m["role"].get<std::string>();
-      std::string content = m["content"].get<std::string>();
-      // "\n\n" ends a turn in this format: inside a message it is folded to one newline, as the references do.
-      for (auto p = content.find("\n\n"); p != std::string::npos; p = content.find("\n\n", p)) content.erase(p, 1);
-      if (content.empty()) throw bad_request(at + " has empty content", "invalid_messages");
-      const char* name = role == "system"      ? "System"
-                         : role == "user"      ? "User"
-                         : role == "assistant" ? "Assistant"
-                                               : nullptr;
-      if (!name) throw bad_request(at + ": unknown role '" + role + "' (system, user, assistant)", "invalid_messages");
-      out += std::string(name) + ": " + content + "\n\n";
-    }
-    return out + "Assistant:";
-  }
-
-  parsed parse(const std::string& text, bool chat) {
-    body b(text);
-    parsed p;
-    auto& g = p.req.params;
-    g.penalty = {.presence = 0.f, .frequency = 0.f, .decay = 1.f};  // OpenAI's defaults: no penalty
-    g.sampling = {.temperature = 1.f, .top_p = 1.f, .top_k = 0};
-    g.max_tokens = chat ? 512 : 16;
-    if (chat) {
-      if (!b.has("messages")) throw bad_request("'messages' is required", "missing_field");
-      p.req.prompt = tok_.encode(render_chat(b.raw("messages")));
-      g.stop_strings = {"\n\n"};  // the end of the assistant's turn
-    } else {
-      if (!b.has("prompt")) throw bad_request("'prompt' is required", "missing_field");
-      const auto& pr = b.raw("prompt");
-      if (pr.is_string()) {
-        p.req.prompt = tok_.encode(pr.get<std::string>());
-      } else if (pr.is_array() && !pr.empty() &&
-                 std::all_of(pr.begin(), pr.end(), [](const json& x) { return x.is_number_integer(); })) {
-        for (const auto& x : pr) {
-          const auto id = x.get<std::int64_t>();
-          if (id < 0 || id >= model_.info().vocab)
-            throw bad_request("prompt token id " + std::to_string(id) + " is out of range for vocabulary " +
-                                  std::to_string(model_.info().vocab),
-                              "token_out_of_range");
-          p.req.prompt.push_back(static_cast<std::int32_t>(id));
-        }
-      } else {
-        throw bad_request("'prompt' must be a string or a non-empty array of token ids", "invalid_type");
-      }
-    }
-    if (p.req.prompt.empty()) throw bad_request("the prompt is empty", "empty_prompt");
-    if (p.req.prompt.size() > o_.max_prompt_tokens)
-      throw bad_request("the prompt has " + std::to_string(p.req.prompt.size()) + " tokens, more than the limit of " +
-                            std::to_string(o_.max_prompt_tokens),
-                        "prompt_too_long");
-    if (auto v = b.get<std::int64_t>(chat && b.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens")) {
-      if (*v < 0 || *v > 1 << 20) throw bad_request("'max_tokens' must be between 0 and 1048576", "invalid_value");
-      g.max_tokens = static_cast<int>(*v);
-    }
-    b.get<std::int64_t>("max_completion_tokens");  // read (above) or absent
-    if (auto v = b.get<double>("temperature")) {
-      if (*v < 0 || *v > 2) throw bad_request("'temperature' must be between 0 and 2", "invalid_value");
-      g.sampling.temperature = static_cast<float>(*v);
-    }
-    if (auto v = b.get<double>("top_p")) {
-      if (*v < 0 || *v > 1) throw bad_request("'top_p' must be between 0 and 1", "invalid_value");
-      g.sampling.top_p = static_cast<float>(*v);
-    }
-    if (auto v = b.get<std::int64_t>("top_k")) {
-      if (*v < 0) throw bad_request("'top_k' must be >= 0", "invalid_value");
-      g.sampling.top_k = static_cast<int>(std::min<std::int64_t>(*v, 1 << 30));
-    }
-    if (auto v = b.get<double>("presence_penalty")) {
-      if (*v < -2 || *v > 2) throw bad_request("'presence_penalty' must be between -2 and 2", "invalid_value");
-      g.penalty.presence = static_cast<float>(*v);
-    }
-    if (auto v = b.get<double>("frequency_penalty")) {
-      if (*v < -2 || *v > 2) throw bad_request("'frequency_penalty' must be between -2 and 2", "invalid_value");
-      g.penalty.frequency = static_cast<float>(*v);
-    }
-    if (auto v = b.get<std::int64_t>("seed")) g.seed = static_cast<std::uint64_t>(*v);
-    if (b.has("stop")) {
-      const auto& s = b.raw("stop");
-      std::vector<std::string> stops;
-      if (s.is_string()) {
-        stops.push_back(s.get<std::string>());
-      } else if (s.is_array() && s.size() <= 4 &&
-                 std::all_of(s.begin(), s.end(), [](const json& x) { return x.is_string(); })) {
-        for (const auto& x : s) stops.push_back(x.get<std::string>());
-      } else {
-        throw bad_request("'stop' must be a string or an array of at most 4 strings", "invalid_type");
-      }
-      for (const auto& x : stops)
-        if (x.empty()) throw bad_request("'stop' strings must not be empty", "invalid_value");
-      g.stop_strings.insert(g.stop_strings.end(), stops.begin(), stops.end());
-    }
-    if (auto v = b.get<bool>("stream")) p.stream = *v;
-    if (b.has("n") && b.raw("n") != 1) throw bad_request("only n = 1 is supported", "invalid_value");
-    b.check_all_read(ignorable_fields);
-    g.stop_tokens = {0};  // end of text
-    return p;
-  }
-
   void handle(const httplib::Request& http_req, httplib::Response& res, bool chat) {
-    parsed p;
+    rwkv::serve::openai::parsed_request p;
     try {
-      p = parse(http_req.body, chat);
+      p = rwkv::serve::openai::parse_request(http_req.body, chat, tok_, model_.info().vocab,
+                                             {.max_prompt_tokens = o_.max_prompt_tokens});
     } catch (const http_error& e) {
       return send_error(res, e);
     } catch (const std::exception& e) {
@@ -396,34 +214,40 @@ class server {
       return send_error(res, {429, "the server is busy: every slot is taken and the queue is full", "rate_limit_error",
                               "queue_full"});
     }
+    const std::uint64_t t = *ticket;
     if (!p.stream) {
-      std::string text;
-      std::unique_lock lock(ch->m);
-      ch->cv.wait(lock, [&] { return ch->done.has_value(); });
-      const auto& o = *ch->done;
-      if (!o.error.empty()) return send_error(res, {500, o.error, "server_error", "generation_failed"});
-      text = o.result.text;
-      const auto completion = static_cast<std::int64_t>(o.result.tokens.size());
-      json choice = {{"index", 0}, {"finish_reason", finish_reason(o)}};
-      if (chat)
-        choice["message"] = {{"role", "assistant"}, {"content", trim_leading_space(text)}};
-      else
-        choice["text"] = text, choice["logprobs"] = nullptr;
-      res.set_content(json{{"id", id},
-                           {"object", chat ? "chat.completion" : "text_completion"},
-                           {"created", unix_now()},
-                           {"model", o_.model_id},
-                           {"choices", json::array({choice})},
-                           {"usage",
-                            {{"prompt_tokens", prompt_tokens},
-                             {"completion_tokens", completion},
-                             {"total_tokens", static_cast<std::int64_t>(prompt_tokens) + completion}}}}
-                          .dump(-1, ' ', false, json::error_handler_t::replace),
-                      "application/json");
+      // The answer is one JSON object once the request has ended. Until then a space (JSON allows leading
+      // whitespace) goes out every second: a client that went away makes that write fail, and its slot is freed.
+      res.set_chunked_content_provider(
+          "application/json",
+          [this, ch, chat, id, t, prompt_tokens](std::size_t, httplib::DataSink& sink) {
+            std::unique_lock lock(ch->m);
+            ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done.has_value(); });
+            if (!ch->done) {
+              lock.unlock();
+              if (!sink.write(" ", 1)) {
+                engine_.cancel(t);
+                return false;
+              }
+              return true;
+            }
+            const auto o = *ch->done;
+            lock.unlock();
+            const std::string out =
+                o.error.empty()
+                    ? dump(completion(o, chat, id, prompt_tokens))
+                    : dump(json{
+                          {"error", {{"message", o.error}, {"type", "server_error"}, {"code", "generation_failed"}}}});
+            sink.write(out.data(), out.size());
+            sink.done();
+            return true;
+          },
+          [this, t](bool success) {
+            if (!success) engine_.cancel(t);
+          });
       return;
     }
     // Server-sent events: a chunk per piece of text, then one with the finish reason, then [DONE].
-    const std::uint64_t t = *ticket;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
@@ -435,12 +259,11 @@ class server {
             else
               choice["text"] = delta.value("content", ""), choice["logprobs"] = nullptr;
             const std::string line = "data: " +
-                                     json{{"id", id},
-                                          {"object", chat ? "chat.completion.chunk" : "text_completion"},
-                                          {"created", unix_now()},
-                                          {"model", o_.model_id},
-                                          {"choices", json::array({choice})}}
-                                         .dump(-1, ' ', false, json::error_handler_t::replace) +
+                                     dump(json{{"id", id},
+                                               {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                                               {"created", unix_now()},
+                                               {"model", o_.model_id},
+                                               {"choices", json::array({choice})}}) +
                                      "\n\n";
             return sink.write(line.data(), line.size());
           };
@@ -482,6 +305,27 @@ class server {
         [this, t](bool success) {
           if (!success) engine_.cancel(t);
         });
+  }
+
+  // The whole answer of a request that was not streamed.
+  json completion(const rwkv::serve::outcome& o, bool chat, const std::string& id, std::size_t prompt_tokens) const {
+    const auto generated = static_cast<std::int64_t>(o.result.tokens.size());
+    json choice = {{"index", 0}, {"finish_reason", finish_reason(o)}};
+    if (chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", trim_leading_space(o.result.text)}};
+    } else {
+      choice["text"] = o.result.text;
+      choice["logprobs"] = nullptr;
+    }
+    return {{"id", id},
+            {"object", chat ? "chat.completion" : "text_completion"},
+            {"created", unix_now()},
+            {"model", o_.model_id},
+            {"choices", json::array({choice})},
+            {"usage",
+             {{"prompt_tokens", prompt_tokens},
+              {"completion_tokens", generated},
+              {"total_tokens", static_cast<std::int64_t>(prompt_tokens) + generated}}}};
   }
 
   // The chat format puts a space after "Assistant:", which is the model's first token.

@@ -291,3 +291,22 @@ BOOST_AUTO_TEST_CASE(a_full_server_answers_429_and_gone_clients_free_their_slots
   const auto after = post("/v1/completions", {{"prompt", "a"}, {"max_tokens", 2}});
   BOOST_TEST(after["choices"][0]["finish_reason"].get<std::string>() == "length");
 }
+
+// A client that gives up on a request that is not streamed frees its slot too (the server's keep-alive spaces
+// fail to reach it).
+BOOST_AUTO_TEST_CASE(a_client_that_leaves_a_whole_answer_frees_its_slot) {
+  const double cancelled = metric("rwkv_requests_cancelled_total");
+  {
+    httplib::Client c("127.0.0.1", srv->port);
+    c.set_bearer_token_auth(api_key);
+    c.set_read_timeout(1, 0);
+    const auto r = c.Post("/v1/completions",
+                          json{{"prompt", "Tell me everything"}, {"max_tokens", 1000000}, {"temperature", 0}}.dump(),
+                          "application/json");
+    BOOST_TEST(!r);  // timed out
+  }
+  for (int i = 0; i < 100 && metric("rwkv_slots_busy") > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  BOOST_TEST(metric("rwkv_slots_busy") == 0.0);
+  BOOST_TEST(metric("rwkv_requests_cancelled_total") == cancelled + 1);
+}
