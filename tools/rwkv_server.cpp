@@ -251,7 +251,8 @@ class server {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, ch, chat, id, t, first = true](std::size_t, httplib::DataSink& sink) mutable {
+        [this, ch, chat, id, t, prompt_tokens, usage = p.include_usage, first = true](std::size_t,
+                                                                                      httplib::DataSink& sink) mutable {
           auto event = [&](const json& delta, const json& finish) {
             json choice = {{"index", 0}, {"finish_reason", finish}};
             if (chat)
@@ -289,13 +290,26 @@ class server {
           }
           if (!done) return true;
           if (!done->error.empty()) {
-            const std::string line = "data: " +
-                                     json{{"error", {{"message", done->error}, {"type", "server_error"}}}}.dump(
-                                         -1, ' ', false, json::error_handler_t::replace) +
-                                     "\n\n";
+            const std::string line =
+                "data: " + dump(json{{"error", {{"message", done->error}, {"type", "server_error"}}}}) + "\n\n";
             sink.write(line.data(), line.size());
           } else {
             event(json::object(), finish_reason(*done));
+            if (usage) {  // OpenAI's form: no choices, the counts
+              const auto n = static_cast<std::int64_t>(done->result.tokens.size());
+              const std::string line = "data: " +
+                                       dump(json{{"id", id},
+                                                 {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                                                 {"created", unix_now()},
+                                                 {"model", o_.model_id},
+                                                 {"choices", json::array()},
+                                                 {"usage",
+                                                  {{"prompt_tokens", prompt_tokens},
+                                                   {"completion_tokens", n},
+                                                   {"total_tokens", static_cast<std::int64_t>(prompt_tokens) + n}}}}) +
+                                       "\n\n";
+              sink.write(line.data(), line.size());
+            }
           }
           const std::string end = "data: [DONE]\n\n";
           sink.write(end.data(), end.size());

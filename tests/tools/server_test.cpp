@@ -105,7 +105,8 @@ void refused(const std::string& path, const std::string& raw_body, int status, c
 // The text of a streamed completion (server-sent events), and how it ended.
 struct streamed {
   std::string text, finish_reason;
-  bool done = false;  // "data: [DONE]" seen
+  bool done = false;           // "data: [DONE]" seen
+  int completion_tokens = -1;  // from the usage event (stream_options.include_usage)
 };
 
 streamed stream(const std::string& path, const json& body, bool chat) {
@@ -130,6 +131,10 @@ streamed stream(const std::string& path, const json& body, bool chat) {
         continue;
       }
       const auto j = json::parse(payload);
+      if (j["choices"].empty()) {  // the usage event
+        out.completion_tokens = j["usage"]["completion_tokens"].get<int>();
+        continue;
+      }
       const auto& ch = j["choices"][0];
       out.text += chat ? ch["delta"].value("content", "") : ch["text"].get<std::string>();
       if (!ch["finish_reason"].is_null()) out.finish_reason = ch["finish_reason"].get<std::string>();
@@ -185,9 +190,11 @@ BOOST_AUTO_TEST_CASE(completion_is_reproducible_with_a_seed) {
   // Streamed: the same text in pieces.
   auto sbody = body;
   sbody["stream"] = true;
+  sbody["stream_options"] = {{"include_usage", true}};
   const auto s = stream("/v1/completions", sbody, false);
   BOOST_TEST(s.text == text);
   BOOST_TEST(s.done);
+  BOOST_TEST(s.completion_tokens == a["usage"]["completion_tokens"].get<int>());
 }
 
 BOOST_AUTO_TEST_CASE(chat_completion_streams_what_it_answers) {
@@ -220,6 +227,7 @@ BOOST_AUTO_TEST_CASE(hostile_requests_get_json_errors) {
   refused("/v1/completions", R"({"prompt": ""})", 400, "empty_prompt");
   refused("/v1/completions", R"({"prompt": [1, 256]})", 400, "token_out_of_range");
   refused("/v1/completions", R"({"prompt": 5})", 400, "invalid_type");
+  refused("/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": 1}})", 400, "invalid_type");
   refused("/v1/completions", R"({"max_tokens": 3})", 400, "missing_field");
   refused("/v1/completions", json{{"prompt", std::string(300, 'a')}}.dump(), 400, "prompt_too_long");
   refused("/v1/completions", json{{"prompt", std::string(100 * 1024, 'a')}}.dump(), 413, "body_too_large");

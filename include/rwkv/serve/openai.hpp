@@ -40,6 +40,7 @@ struct request_limits {
 struct parsed_request {
   serve::request req;
   bool stream = false;
+  bool include_usage = false;  // streamed: a last event with the usage counts
 };
 
 // A JSON request body whose fields are read one by one; fields that remain unread are an error (a misspelt
@@ -98,8 +99,8 @@ class json_body {
 };
 
 // Fields of the OpenAI API this server accepts and ignores (n must be 1, logprobs off; user is informational).
-inline const std::set<std::string> ignorable_fields{
-    "model", "user", "n", "logprobs", "echo", "best_of", "logit_bias", "stream_options", "suffix", "top_logprobs"};
+inline const std::set<std::string> ignorable_fields{"model",   "user",       "n",      "logprobs",    "echo",
+                                                    "best_of", "logit_bias", "suffix", "top_logprobs"};
 
 // The RWKV World chat format: "System: …\n\nUser: …\n\nAssistant: …\n\n", ending with "Assistant:".
 inline std::string render_chat(const json& messages) {
@@ -213,6 +214,14 @@ parsed_request parse_request(const std::string& text, bool chat, const Tokenizer
     g.stop_strings.insert(g.stop_strings.end(), stops.begin(), stops.end());
   }
   if (auto v = b.get<bool>("stream")) p.stream = *v;
+  if (b.has("stream_options")) {  // {"include_usage": true}: a last event with the token counts
+    const auto& o = b.raw("stream_options");
+    if (!o.is_object() || std::any_of(o.items().begin(), o.items().end(), [](const auto& kv) {
+          return kv.key() != "include_usage" || !kv.value().is_boolean();
+        }))
+      throw bad_request("'stream_options' must be {\"include_usage\": true|false}", "invalid_type");
+    p.include_usage = o.value("include_usage", false);
+  }
   if (b.has("n") && b.raw("n") != 1) throw bad_request("only n = 1 is supported", "invalid_value");
   b.check_all_read(ignorable_fields);
   g.stop_tokens = {0};  // end of text
