@@ -13,7 +13,7 @@ cmake --build build-fuzz -j "$(nproc)"
 seed() {  # target, fixture files...
   local dir=build-fuzz/corpus/$1
   mkdir -p "$dir"
-  cp -n fuzz/corpus/"$1"/* "$dir"/ 2>/dev/null || true
+  cp -n fuzz/corpus/"${1%_fuzz}"/* "$dir"/ 2>/dev/null || true  # fuzz/corpus/<target without _fuzz>/
   shift
   for f in "$@"; do cp -n "$f" "$dir"/; done
 }
