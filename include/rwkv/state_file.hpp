@@ -80,7 +80,7 @@ State<L> load_state(const io::safetensors_file& file, State<L> like) {
         throw error("has " + std::to_string(t->numel()) + " values, the model's state needs " +
                         std::to_string(v.size()) + " (state of a different model shape)",
                     p, tensor);
-      std::memcpy(v.data(), t->data, v.size() * sizeof(float));
+      if (!v.empty()) std::memcpy(v.data(), t->data, v.size() * sizeof(float));  // an empty cache: data() is null
       ++expected;
     });
   if (file.tensors().size() != expected)

@@ -117,7 +117,7 @@ class State {
                           std::to_string(v.size()) + " (state of a different model shape)",
                       source);
         need(n * sizeof(float));
-        std::memcpy(v.data(), bytes.data() + pos, n * sizeof(float));
+        if (n) std::memcpy(v.data(), bytes.data() + pos, n * sizeof(float));  // an empty cache: data() is null
         pos += n * sizeof(float);
       });
     if (pos != bytes.size()) throw error("state has " + std::to_string(bytes.size() - pos) + " trailing bytes", source);

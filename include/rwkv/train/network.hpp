@@ -197,7 +197,8 @@ class network {
         throw error("has " + std::to_string(t->numel()) + " values, this model's state needs " +
                         std::to_string(s.tensors[i].size()),
                     file.path(), name);
-      std::memcpy(s.tensors[i].data(), t->data, s.tensors[i].size() * sizeof(float));
+      if (!s.tensors[i].empty())  // an empty cache (RWKV-7b): data() is null, and memcpy(null, ...) is undefined
+        std::memcpy(s.tensors[i].data(), t->data, s.tensors[i].size() * sizeof(float));
       for (float v : s.tensors[i])
         if (!std::isfinite(v)) throw error("non-finite value", file.path(), name);
     }

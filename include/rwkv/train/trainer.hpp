@@ -381,7 +381,8 @@ class trainer {
     if (t->numel() != m.size())
       throw error("has " + std::to_string(t->numel()) + " values, the model needs " + std::to_string(m.size()),
                   file.path(), name);
-    std::memcpy(m.data(), t->data, static_cast<std::size_t>(m.size()) * sizeof(float));
+    if (m.size() > 0)  // a tuned state's empty cache (RWKV-7b): data() is null
+      std::memcpy(m.data(), t->data, static_cast<std::size_t>(m.size()) * sizeof(float));
     if (!m.allFinite()) throw error("non-finite values", file.path(), name);
   }
 
