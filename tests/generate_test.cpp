@@ -377,3 +377,23 @@ BOOST_AUTO_TEST_CASE(text_only_generation_is_printable_utf8) {
   BOOST_CHECK_EQUAL(streamed, text.text);
   BOOST_CHECK_EQUAL(text.text, bytes.decode(text.tokens));
 }
+
+// A tokenizer with fewer ids than the model has logits (a World vocabulary's 65530 against 65536): the ids it cannot
+// decode are never drawn, however hot the sampling.
+BOOST_AUTO_TEST_CASE(ids_the_tokenizer_cannot_decode_are_never_drawn) {
+  struct first_hundred {
+    std::int64_t vocab_size() const { return 100; }
+    std::vector<std::int32_t> encode(std::string_view text) const { return rwkv::byte_tokenizer{}.encode(text); }
+    std::string decode(std::span<const std::int32_t> ids) const {
+      for (auto id : ids)
+        if (id >= 100) throw rwkv::error("id " + std::to_string(id) + " has no bytes");
+      return rwkv::byte_tokenizer{}.decode(ids);
+    }
+  };
+  const auto& m = tiny();
+  auto s = m.make_state();
+  const auto r = rwkv::generate(m, s, first_hundred{}, "The quick",
+                                {.sampling = {.temperature = 3.0f, .top_p = 1.0f}, .max_tokens = 200, .seed = 1});
+  BOOST_TEST(r.tokens.size() == 200u);
+  BOOST_TEST(std::all_of(r.tokens.begin(), r.tokens.end(), [](std::int32_t t) { return t >= 0 && t < 100; }));
+}

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <random>
 #include <span>
@@ -163,6 +164,26 @@ class text_filter {
 //     if (g.done()) break;                     // a stop string or the callback ended it
 //   }
 //   g.finish(on_text);                          // passes on what was held back
+namespace detail {
+
+// How many ids (0 .. n-1) the tokenizer has bytes for: a World vocabulary stops at 65530 while its models have
+// 65536 logits. A tokenizer that does not say is taken to decode every id.
+template <class Tokenizer>
+std::size_t decodable_ids(const Tokenizer& tok) {
+  if constexpr (requires {
+                  { tok.vocab_size() } -> std::convertible_to<std::int64_t>;
+                })
+    return static_cast<std::size_t>(tok.vocab_size());
+  else if constexpr (requires {
+                       { Tokenizer::vocab_size } -> std::convertible_to<std::int64_t>;
+                     })
+    return static_cast<std::size_t>(Tokenizer::vocab_size);
+  else
+    return std::numeric_limits<std::size_t>::max();
+}
+
+}  // namespace detail
+
 template <generation_tokenizer Tokenizer>
 class generator {
  public:
@@ -183,6 +204,9 @@ class generator {
       stopped_ = true;
       return std::nullopt;
     }
+    // Ids the tokenizer cannot decode are never drawn (a random model, or a fine-tune, may favour them).
+    if (const auto n = detail::decodable_ids(*tok_); n < logits.size())
+      std::fill(logits.begin() + static_cast<std::ptrdiff_t>(n), logits.end(), -INFINITY);
     pen_.apply(logits);
     filter_.apply(logits, params_.max_tokens - i);
     const std::int32_t token = sample(logits, params_.sampling, rng_);
