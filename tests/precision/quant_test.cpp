@@ -236,6 +236,57 @@ BOOST_AUTO_TEST_CASE(kernels_match_the_dequantized_weights) {
   }
 }
 
+namespace {
+
+// A decode batch of bf16 or f16 products gives each row what the matrix-vector product gives it, bit for bit, so a
+// token's logits do not depend on the batch it decodes in (the server's isolation); larger batches (the GEMM of
+// widened panels) stay within float32 rounding of it.
+template <class T>
+void check_batch_products(std::int64_t rows, std::int64_t cols) {
+  const auto wf = gaussian(static_cast<std::size_t>(rows * cols), 0.05f, 7);
+  std::vector<T> wv(wf.size());
+  for (std::size_t i = 0; i < wf.size(); ++i) wv[i] = from_float<T>(wf[i]);
+  const auto w = matrix<T>::owned(std::move(wv), rows, cols);
+  thread_pool pool(2);
+  for (const std::int64_t batch : {2, 3, 4, 5, 9, 32, 33, 64}) {
+    row_matrix x(batch, cols);
+    const auto xs = gaussian(static_cast<std::size_t>(batch * cols), 1.f, static_cast<unsigned>(batch));
+    std::copy(xs.begin(), xs.end(), x.data());
+    for (thread_pool* p : {static_cast<thread_pool*>(nullptr), &pool}) {
+      row_matrix out;
+      kernel::cpu::linear<arch>(w, x, out, p);
+      for (Eigen::Index b = 0; b < batch; ++b) {
+        std::vector<float> alone(static_cast<std::size_t>(rows));
+        kernel::cpu::matvec<arch>(w, x.row(b).data(), alone.data());
+        for (std::int64_t r = 0; r < rows; ++r) {
+          const float got = out(b, r), want = alone[static_cast<std::size_t>(r)];
+          if (batch <= kernel::cpu::detail::batch_matmul_max_rows) {
+            BOOST_REQUIRE_MESSAGE(got == want, dtype_name(dtype_of<T>())
+                                                   << " " << rows << "x" << cols << " batch " << batch << " row " << b
+                                                   << "," << r << ": " << got << " != " << want);
+          } else {
+            double s = 0;
+            for (std::int64_t c = 0; c < cols; ++c) s += std::abs(double(to_float(w.row(r)[c])) * x(b, c));
+            BOOST_REQUIRE_MESSAGE(std::abs(got - want) <= 1e-6 * s + 1e-7 * std::sqrt(double(cols)) * s,
+                                  "batch " << batch << " row " << b << "," << r);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(batch_products_equal_the_matrix_vector_product) {
+  // Whole vectors, a last odd vector, scalar tails, an odd row count (the last row alone), the 0.1B model's width.
+  for (auto [rows, cols] :
+       {std::pair<std::int64_t, std::int64_t>{5, 64}, {9, 45}, {33, 100}, {3, 7}, {37, 773}, {40, 768}}) {
+    check_batch_products<bf16>(rows, cols);
+    check_batch_products<f16>(rows, cols);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Quantization at load
 // ---------------------------------------------------------------------------------------------------------------

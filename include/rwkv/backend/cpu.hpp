@@ -287,7 +287,7 @@ struct ops<cpu<Arch>> {
 
   template <class T>
   static void many_rows(context& ctx, const linear_product<T>& p) {
-    kernel::cpu::matmul(p.w, p.x, p.y, ctx.pool);
+    kernel::cpu::matmul<Arch>(p.w, p.x, p.y, ctx.pool);
   }
   static void many_rows(context&, const lora_product& p) {
     if (p.out == 0) return;
