@@ -1,10 +1,14 @@
 // Load test of rwkv-server on loopback: N concurrent streaming clients (by default 1, 8, 32, 64), each asking for
 // a fixed number of tokens, reporting aggregate decode tokens/s, time to first token and inter-token latency
-// (p50, p99) and errors; then, with --soak-seconds S, S seconds of clients that connect, stream or not, and leave
-// at random, checking that the server ends with no busy slot and that its resident memory stays flat.
+// (p50, p99) and errors; then a conversation's second turn at several history lengths; then, with --soak-seconds S, S
+// seconds of clients that connect, stream or not, and leave at random, checking that the server ends with no busy slot
+// and that its resident memory stays flat.
 //
 //   build/benchmarks/server_load --model random-0.1b.safetensors [--precision bf16] [--threads 2]
-//                                [--clients 1,8,32,64] [--tokens 64] [--soak-seconds 600]
+//                                [--clients 1,8,32,64] [--tokens 64] [--history 100,4000] [--soak-seconds 600]
+//
+// --history W,...: for each W, a chat's second turn after a first turn of W words: the time to its first token
+// (the state cache covers the history) beside the first turn's (cold, the whole history prefilled); medians of 5.
 //
 // It starts the rwkv-server built beside it (--slots = the largest client count) and stops it at the end.
 #include <signal.h>
@@ -35,8 +39,15 @@ using clock_type = std::chrono::steady_clock;
 struct options {
   std::string server = RWKV_SERVER, model, precision = "bf16";
   int threads = 2, tokens = 64, soak_seconds = 0;
-  std::vector<int> clients{1, 8, 32, 64};
+  std::vector<int> clients{1, 8, 32, 64}, history{100, 4000};
 };
+
+std::vector<int> int_list(const std::string& v) {
+  std::vector<int> out;
+  std::stringstream ss(v);
+  for (std::string x; std::getline(ss, x, ',');) out.push_back(std::stoi(x));
+  return out;
+}
 
 options parse(int argc, char** argv) {
   options o;
@@ -54,11 +65,11 @@ options parse(int argc, char** argv) {
       o.tokens = std::stoi(v);
     else if (k == "--soak-seconds")
       o.soak_seconds = std::stoi(v);
-    else if (k == "--clients") {
-      o.clients.clear();
-      std::stringstream ss(v);
-      for (std::string x; std::getline(ss, x, ',');) o.clients.push_back(std::stoi(x));
-    } else {
+    else if (k == "--clients")
+      o.clients = int_list(v);
+    else if (k == "--history")
+      o.history = v == "none" ? std::vector<int>{} : int_list(v);
+    else {
       throw std::runtime_error("unknown option " + k);
     }
   }
@@ -103,27 +114,23 @@ struct server {
 
 struct stream_result {
   bool ok = false;
-  int tokens = 0;
+  int tokens = 0, prompt_tokens = 0, cached_tokens = 0;
+  std::string text, error;
   double ttft = 0;
   std::vector<double> gaps;  // seconds between successive text events
 };
 
-// One streamed completion; `leave_after` events > 0: the client goes away after that many.
-stream_result stream_once(int port, const std::string& prompt, int max_tokens, std::uint64_t seed,
-                          int leave_after = 0) {
+// One streamed request (body: its fields besides the streaming ones); `leave_after` events > 0: the client goes
+// away after that many.
+stream_result stream_request(int port, const std::string& path, json body, int leave_after = 0) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(600, 0);
   httplib::Request req;
   req.method = "POST";
-  req.path = "/v1/completions";
-  req.body = json{{"prompt", prompt},
-                  {"max_tokens", max_tokens},
-                  {"seed", seed},
-                  {"temperature", 1.0},
-                  {"top_p", 0.9},
-                  {"stream", true},
-                  {"stream_options", {{"include_usage", true}}}}
-                 .dump();
+  req.path = path;
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  req.body = body.dump();
   req.set_header("Content-Type", "application/json");
   stream_result r;
   std::string buffer;
@@ -140,11 +147,19 @@ stream_result stream_once(int port, const std::string& prompt, int max_tokens, s
         continue;
       }
       const auto j = json::parse(e, nullptr, false);
-      if (j.is_discarded()) return false;
+      if (j.is_discarded() || !j.is_object()) return false;
+      if (j.contains("error")) {  // the server's error event
+        r.error = j["error"].dump();
+        return false;
+      }
       if (j.contains("usage")) {
         r.tokens = j["usage"]["completion_tokens"].get<int>();
+        r.prompt_tokens = j["usage"]["prompt_tokens"].get<int>();
+        r.cached_tokens = j["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
         continue;
       }
+      const auto& choice = j["choices"][0];
+      r.text += choice.contains("delta") ? choice["delta"].value("content", "") : choice.value("text", "");
       const auto now = clock_type::now();
       if (events == 0)
         r.ttft = std::chrono::duration<double>(now - start).count();
@@ -162,8 +177,22 @@ stream_result stream_once(int port, const std::string& prompt, int max_tokens, s
   if (leave_after > 0)
     r.ok = true;  // it left on purpose
   else
-    r.ok = r.ok && sent && res.status == 200;
+    r.ok = r.ok && sent && res.status == 200 && r.error.empty();
+  if (!r.ok && leave_after == 0)
+    std::fprintf(stderr, "request failed: %s\n",
+                 !r.error.empty() ? r.error.c_str()
+                 : !sent          ? httplib::to_string(err).c_str()
+                                  : res.body.c_str());
   return r;
+}
+
+// A sampled completion of `prompt`.
+stream_result stream_once(int port, const std::string& prompt, int max_tokens, std::uint64_t seed,
+                          int leave_after = 0) {
+  return stream_request(
+      port, "/v1/completions",
+      {{"prompt", prompt}, {"max_tokens", max_tokens}, {"seed", seed}, {"temperature", 1.0}, {"top_p", 0.9}},
+      leave_after);
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -214,6 +243,34 @@ int main(int argc, char** argv) try {
     std::printf("%8d %14.1f %10.1f ms %10.1f ms %10.1f ms %10.1f ms %7d\n", n, tokens / wall,
                 1e3 * percentile(ttft, 0.5), 1e3 * percentile(ttft, 0.99), 1e3 * percentile(itl, 0.5),
                 1e3 * percentile(itl, 0.99), errors);
+  }
+  // A conversation's second turn: the first turn's prompt holds about `words` words of history; the second turn
+  // sends it back with the reply and a short question, so the state cache covers all but the new tokens.
+  if (!o.history.empty())
+    std::printf("\n%10s %14s %16s %18s %14s\n", "history", "prompt tokens", "cached tokens", "TTFT cold turn 1",
+                "TTFT turn 2");
+  for (const int words : o.history) {
+    std::vector<double> cold, warm;
+    stream_result last;
+    for (int conversation = 0; conversation < 5; ++conversation) {
+      std::string text;
+      std::mt19937 rng(static_cast<unsigned>(words * 10 + conversation));
+      static const char* vocabulary[] = {"river", "garden", "stone",   "light", "water", "the",    "of",    "and",
+                                         "north", "valley", "morning", "gold",  "ships", "winter", "bread", "song"};
+      for (int w = 0; w < words; ++w) text += std::string(w ? " " : "") + vocabulary[rng() % 16];
+      json messages = json::array({{{"role", "user"}, {"content", text}}});
+      const json first_body = {{"messages", messages}, {"max_tokens", 8}, {"seed", conversation}};
+      const auto first = stream_request(s.port, "/v1/chat/completions", first_body);
+      messages.push_back({{"role", "assistant"}, {"content", first.text.empty() ? "Yes." : first.text}});
+      messages.push_back({{"role", "user"}, {"content", "Tell me more."}});
+      last = stream_request(s.port, "/v1/chat/completions",
+                            {{"messages", messages}, {"max_tokens", 8}, {"seed", conversation}});
+      if (!first.ok || !last.ok) throw std::runtime_error("history: a turn failed");
+      cold.push_back(first.ttft);
+      warm.push_back(last.ttft);
+    }
+    std::printf("%10d %14d %16d %15.1f ms %11.1f ms\n", words, last.prompt_tokens, last.cached_tokens,
+                1e3 * percentile(cold, 0.5), 1e3 * percentile(warm, 0.5));
   }
   if (o.soak_seconds > 0) {
     std::atomic<bool> stop{false};

@@ -296,17 +296,13 @@ class server {
           } else {
             event(json::object(), finish_reason(*done));
             if (usage) {  // OpenAI's form: no choices, the counts
-              const auto n = static_cast<std::int64_t>(done->result.tokens.size());
               const std::string line = "data: " +
                                        dump(json{{"id", id},
                                                  {"object", chat ? "chat.completion.chunk" : "text_completion"},
                                                  {"created", unix_now()},
                                                  {"model", o_.model_id},
                                                  {"choices", json::array()},
-                                                 {"usage",
-                                                  {{"prompt_tokens", prompt_tokens},
-                                                   {"completion_tokens", n},
-                                                   {"total_tokens", static_cast<std::int64_t>(prompt_tokens) + n}}}}) +
+                                                 {"usage", usage_of(*done, prompt_tokens)}}) +
                                        "\n\n";
               sink.write(line.data(), line.size());
             }
@@ -323,7 +319,6 @@ class server {
 
   // The whole answer of a request that was not streamed.
   json completion(const rwkv::serve::outcome& o, bool chat, const std::string& id, std::size_t prompt_tokens) const {
-    const auto generated = static_cast<std::int64_t>(o.result.tokens.size());
     json choice = {{"index", 0}, {"finish_reason", finish_reason(o)}};
     if (chat) {
       choice["message"] = {{"role", "assistant"}, {"content", trim_leading_space(o.result.text)}};
@@ -336,10 +331,16 @@ class server {
             {"created", unix_now()},
             {"model", o_.model_id},
             {"choices", json::array({choice})},
-            {"usage",
-             {{"prompt_tokens", prompt_tokens},
-              {"completion_tokens", generated},
-              {"total_tokens", static_cast<std::int64_t>(prompt_tokens) + generated}}}};
+            {"usage", usage_of(o, prompt_tokens)}};
+  }
+
+  // OpenAI's usage object; prompt_tokens_details.cached_tokens: the prompt tokens the state cache covered.
+  static json usage_of(const rwkv::serve::outcome& o, std::size_t prompt_tokens) {
+    const auto generated = static_cast<std::int64_t>(o.result.tokens.size());
+    return {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", generated},
+            {"total_tokens", static_cast<std::int64_t>(prompt_tokens) + generated},
+            {"prompt_tokens_details", {{"cached_tokens", o.cached_tokens}}}};
   }
 
   // The chat format puts a space after "Assistant:", which is the model's first token.

@@ -217,6 +217,28 @@ BOOST_AUTO_TEST_CASE(chat_completion_streams_what_it_answers) {
   BOOST_TEST(content.find('\n') == std::string::npos);  // the stop string ended it, unemitted
 }
 
+// A conversation's next turn starts from the state cached after the last one: the usage says how many prompt tokens
+// the cache covered (at least the whole first turn), and the reply is the same as the same turn asked again.
+BOOST_AUTO_TEST_CASE(a_follow_up_turn_resumes_from_the_cached_state) {
+  json turn1 = {
+      {"messages", {{{"role", "user"}, {"content", "Name the rivers of Eden."}}}}, {"max_tokens", 12}, {"seed", 9}};
+  const auto first = post("/v1/chat/completions", turn1);
+  const auto reply = first["choices"][0]["message"]["content"].get<std::string>();
+  const auto first_prompt = first["usage"]["prompt_tokens"].get<int>();
+  BOOST_TEST(first["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>() < first_prompt);
+  BOOST_REQUIRE(!reply.empty());
+  json turn2 = turn1;
+  turn2["messages"].push_back({{"role", "assistant"}, {"content", reply}});
+  turn2["messages"].push_back({{"role", "user"}, {"content", "And the first one?"}});
+  turn2["seed"] = 10;
+  const auto second = post("/v1/chat/completions", turn2);
+  BOOST_TEST(second["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>() >= first_prompt);
+  BOOST_TEST(second["usage"]["prompt_tokens"].get<int>() > first_prompt);
+  const auto again = post("/v1/chat/completions", turn2);
+  BOOST_TEST(again["choices"][0]["message"]["content"] == second["choices"][0]["message"]["content"]);
+  BOOST_TEST(metric("rwkv_state_cache_hits_total") >= 2);
+}
+
 BOOST_AUTO_TEST_CASE(hostile_requests_get_json_errors) {
   refused("/v1/completions", "{not json", 400, "invalid_json");
   refused("/v1/completions", "[1, 2]", 400, "invalid_json");

@@ -58,7 +58,8 @@ struct outcome {
 struct request {
   std::vector<std::int32_t> prompt{};  // at least one token
   generation_params params{};
-  // Each piece of generated text, on the engine's thread, in order; false cancels the request.
+  // Each piece of generated text, in order, on the engine's thread or one of its pool's (never two at once for one
+  // request); false cancels the request.
   std::function<bool(std::string_view)> on_text{};
   // Once, on the engine's thread, when the request has ended.
   std::function<void(const outcome&)> on_done{};
@@ -257,23 +258,36 @@ class engine {
     }
   }
 
+  // Samples every decoding slot's next token (split across the pool: with a 65536-token vocabulary sampling costs
+  // about as much as a token's share of the batched forward), then feeds them all in one forward_batch.
   void decode_step() {
+    std::vector<slot*> ready;
+    for (auto& s : slots_)
+      if (s.busy && s.gen && !s.cancelled && s.error.empty() && !s.gen->done()) ready.push_back(&s);
+    std::vector<std::optional<std::int32_t>> next(ready.size());
+    parallel_for(ready.size() > 1 ? o_.pool : nullptr, static_cast<std::int64_t>(ready.size()),
+                 [&](std::int64_t i0, std::int64_t i1) {
+                   for (auto i = static_cast<std::size_t>(i0); i < static_cast<std::size_t>(i1); ++i) {
+                     slot& s = *ready[i];
+                     try {
+                       auto on_text = [&s](std::string_view piece) {
+                         return s.req.on_text ? s.req.on_text(piece) : true;
+                       };
+                       next[i] = s.gen->next(s.logits, on_text);
+                       if (!s.first_token) s.first_token = clock::now();
+                     } catch (const std::exception& e) {
+                       s.error = e.what();
+                     }
+                   }
+                 });
     std::vector<std::int32_t> tokens;
     std::vector<any_state*> states;
     std::vector<slot*> rows;
-    for (auto& s : slots_) {
-      if (!s.busy || !s.gen || s.cancelled || !s.error.empty() || s.gen->done()) continue;
-      try {
-        auto on_text = [&s](std::string_view piece) { return s.req.on_text ? s.req.on_text(piece) : true; };
-        const auto token = s.gen->next(s.logits, on_text);
-        if (!s.first_token) s.first_token = clock::now();
-        if (!token) continue;
-        tokens.push_back(*token);
-        states.push_back(&s.state);
-        rows.push_back(&s);
-      } catch (const std::exception& e) {
-        s.error = e.what();
-      }
+    for (std::size_t i = 0; i < ready.size(); ++i) {
+      if (!next[i]) continue;
+      tokens.push_back(*next[i]);
+      states.push_back(&ready[i]->state);
+      rows.push_back(ready[i]);
     }
     if (tokens.empty()) return;
     try {
