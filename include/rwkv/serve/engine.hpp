@@ -180,17 +180,7 @@ class engine {
     for (auto& s : slots_)
       if (s.busy) s.cancelled = true;
     finish_ended();
-    std::deque<queued> left;
-    {
-      std::lock_guard lock(mutex_);
-      left.swap(queue_);
-    }
-    for (auto& q : left) {
-      outcome o;
-      o.cancelled = true;
-      o.prompt_tokens = q.req.prompt.size();
-      if (q.req.on_done) q.req.on_done(o);
-    }
+    cancel_waiting(queue_);
   }
 
   // Under the lock.
@@ -304,20 +294,25 @@ class engine {
     }
   }
 
-  // Ends the requests that are done, failed or cancelled, and frees their slots.
-  void finish_ended() {
-    std::deque<queued> dropped;
+  // Ends the requests waiting in `waiting` (a queue guarded by the lock) as cancelled.
+  void cancel_waiting(std::deque<queued>& waiting) {
+    std::deque<queued> taken;
     {
       std::lock_guard lock(mutex_);
-      dropped.swap(finished_queue_);
+      taken.swap(waiting);
     }
-    for (auto& q : dropped) {
+    for (auto& q : taken) {
       outcome o;
       o.cancelled = true;
       o.prompt_tokens = q.req.prompt.size();
       count(o);
       if (q.req.on_done) q.req.on_done(o);
     }
+  }
+
+  // Ends the requests that are done, failed or cancelled, and frees their slots.
+  void finish_ended() {
+    cancel_waiting(finished_queue_);
     for (auto& s : slots_) {
       if (!s.busy) continue;
       const bool done = s.gen && s.gen->done();
